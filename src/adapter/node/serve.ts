@@ -1,0 +1,102 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import { createApp, defaultBroker } from '../../app.js';
+import type { Broker } from '../../broker/types.js';
+import type { Config } from '../../config.js';
+
+export interface NodeServerOptions {
+  /** Defaults to the broker `config` asks for. */
+  readonly broker?: Broker;
+  readonly logError?: (error: unknown) => void;
+}
+
+/** A listening edgepipe on Node. */
+export interface RunningServer {
+  readonly server: Server;
+  /** `http://host:port` as bound (the real port when 0 was asked for). */
+  readonly url: string;
+  readonly port: number;
+  readonly broker: Broker;
+  /**
+   * Graceful stop: refuse new requests (503) and parties, let running transfers finish for up to `graceMs`,
+   * then cut what is left and release the broker.
+   */
+  drain(graceMs: number): Promise<void>;
+  /** Immediate stop: every connection is cut. */
+  close(): Promise<void>;
+}
+
+const SHUTTING_DOWN = '[ERROR] The server is shutting down.\n';
+
+/** Serves the edgepipe app with `@hono/node-server` on `config.server.host:port`. */
+export async function startNodeServer(
+  config: Config,
+  options: NodeServerOptions = {},
+): Promise<RunningServer> {
+  const broker = options.broker ?? defaultBroker(config);
+  await broker.ready();
+  const app = createApp(config, { broker, ...(options.logError ? { logError: options.logError } : {}) });
+  let draining = false;
+  const listener = getRequestListener((request, env) => {
+    if (draining) {
+      return new Response(SHUTTING_DOWN, {
+        status: 503,
+        headers: { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close', 'Retry-After': '1' },
+      });
+    }
+    return app.fetch(request, env);
+  });
+  const server = createServer(
+    {
+      maxHeaderSize: config.server.maxHeaderBytes,
+      // A transfer's request lasts as long as its upload: no cap on the whole request, only on its head.
+      requestTimeout: 0,
+      headersTimeout: 30_000,
+    },
+    listener,
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.server.port, config.server.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+
+  let stopped: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    stopped ??= (async () => {
+      draining = true;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await broker.close();
+    })();
+    return stopped;
+  };
+
+  return {
+    server,
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    broker,
+    close,
+    async drain(graceMs) {
+      draining = true;
+      broker.drain();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Connections turn idle as their transfers end; close them as they do.
+      const sweep = setInterval(() => server.closeIdleConnections(), 100);
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+      });
+      await Promise.race([closed, grace]);
+      clearInterval(sweep);
+      clearTimeout(timer);
+      await close();
+    },
+  };
+}

@@ -1,0 +1,70 @@
+import { Hono } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import { MemoryBroker } from './broker/memory/memory-broker.js';
+import type { Broker } from './broker/types.js';
+import { type Clock, systemClock } from './clock.js';
+import type { Config } from './config.js';
+import { CORS_ORIGIN, preflightHeaders } from './routes/cors.js';
+import type { RouteDeps } from './routes/deps.js';
+import { fail } from './routes/http-error.js';
+import { receiveRoute } from './routes/receive.js';
+import { INTERNAL_PREFIX, isReservedPath } from './routes/reserved-paths.js';
+import { sendRoute } from './routes/send.js';
+import { serverPages } from './routes/server-pages.js';
+
+export interface AppDeps {
+  /** The pipe backend; an in-memory broker sized by `config` when omitted. */
+  readonly broker?: Broker;
+  readonly clock?: Clock;
+  /** Where unexpected errors are reported (they answer 500 either way). */
+  readonly logError?: (error: unknown) => void;
+}
+
+const ALLOW = 'GET, HEAD, POST, PUT, OPTIONS';
+
+/** The broker a config asks for when the caller brings none. */
+export function defaultBroker(config: Config): Broker {
+  return new MemoryBroker({
+    windowBytes: config.broker.windowBytes,
+    maxPipes: config.limits.maxPipes,
+    maxWaiting: config.limits.maxWaiting,
+  });
+}
+
+/**
+ * Builds the edgepipe HTTP app from a validated config. It uses web standards only, so every runtime's entry
+ * file serves the same app.
+ */
+export function createApp(config: Config, deps: AppDeps = {}): Hono {
+  const routeDeps: RouteDeps = {
+    config,
+    broker: deps.broker ?? defaultBroker(config),
+    clock: deps.clock ?? systemClock,
+  };
+  const logError = deps.logError ?? ((error: unknown) => console.error(error));
+  const app = new Hono();
+
+  app.options('*', (c) => c.body(null, 200, Object.fromEntries(preflightHeaders(c.req.raw))));
+  app.route('/', serverPages(routeDeps));
+  app.get(`${INTERNAL_PREFIX}*`, () => fail(404, 'No such endpoint.'));
+  const send = sendRoute(routeDeps);
+  app.put('*', send);
+  app.post('*', send);
+  const receive = receiveRoute(routeDeps);
+  app.get('*', (c) => {
+    if (isReservedPath(new URL(c.req.url).pathname)) fail(404, 'No such page.');
+    return receive(c);
+  });
+  app.all('*', (c) => fail(405, `Unsupported method: ${c.req.method}.`, { Allow: ALLOW }));
+
+  app.onError(function renderError(error) {
+    const status = error instanceof HTTPException ? error.status : 500;
+    if (!(error instanceof HTTPException)) logError(error);
+    const headers = new Headers(error instanceof HTTPException ? error.res?.headers : undefined);
+    for (const [name, value] of Object.entries(CORS_ORIGIN)) headers.set(name, value);
+    headers.set('Content-Type', 'text/plain; charset=utf-8');
+    const reason = error instanceof HTTPException ? error.message : 'Internal server error.';
+    return new Response(`[ERROR] ${reason}\n`, { status, headers });
+  });
+  return app;
+}

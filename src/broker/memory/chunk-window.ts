@@ -1,0 +1,173 @@
+import { ReceiversGoneError, SenderAbortedError } from '../errors.js';
+
+export interface ChunkWindowOptions {
+  /** Bytes held between the writer and the slowest reader before `write` makes the writer wait. */
+  readonly windowBytes: number;
+  /** Chunks held at most, whatever their size: a stream of tiny chunks must not grow the queue unbounded. */
+  readonly maxChunks?: number;
+}
+
+interface Reader {
+  /** Absolute index of the next chunk this reader gets. */
+  next: number;
+  wake?: () => void;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+/**
+ * One writer, a fixed set of readers, each reading every chunk in order. Chunks are shared, not copied; a
+ * chunk is dropped once the slowest reader has passed it. `write` resolves only while the unread backlog of
+ * the slowest reader fits the window, which carries a slow receiver's pace back to the sender.
+ */
+export class ChunkWindow {
+  private readonly chunks: Uint8Array[] = [];
+  /** Absolute index of `chunks[0]`. */
+  private base = 0;
+  private bufferedBytes = 0;
+  private readonly readers = new Map<number, Reader>();
+  private ended = false;
+  private failure: Error | undefined;
+  private writer: Waiter | undefined;
+  private drained: Waiter | undefined;
+  private readonly maxChunks: number;
+
+  constructor(
+    readerIds: Iterable<number>,
+    private readonly options: ChunkWindowOptions,
+  ) {
+    this.maxChunks = options.maxChunks ?? 4096;
+    for (const id of readerIds) this.readers.set(id, { next: 0 });
+  }
+
+  /** Readers still reading. */
+  get readerCount(): number {
+    return this.readers.size;
+  }
+
+  /** Bytes held right now (the slowest reader's backlog). */
+  get heldBytes(): number {
+    return this.bufferedBytes;
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.readers.size === 0) return Promise.reject(new ReceiversGoneError());
+    if (this.ended) return Promise.reject(new Error('write after end'));
+    if (chunk.byteLength === 0) return Promise.resolve();
+    this.chunks.push(chunk);
+    this.bufferedBytes += chunk.byteLength;
+    for (const reader of this.readers.values()) this.wakeReader(reader);
+    if (this.hasRoom()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.writer = { resolve, reject };
+    });
+  }
+
+  /** Marks the end of the data; resolves when every remaining reader has read all of it. */
+  end(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.readers.size === 0) return Promise.reject(new ReceiversGoneError());
+    this.ended = true;
+    for (const reader of this.readers.values()) this.wakeReader(reader);
+    if (this.allDrained()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.drained = { resolve, reject };
+    });
+  }
+
+  /** Fails every reader and the writer with `error`. */
+  fail(error: Error): void {
+    if (this.failure || (this.ended && this.allDrained())) return;
+    this.failure = error;
+    this.chunks.length = 0;
+    this.bufferedBytes = 0;
+    for (const reader of this.readers.values()) this.wakeReader(reader);
+    this.writer?.reject(error);
+    this.writer = undefined;
+    this.drained?.reject(error);
+    this.drained = undefined;
+  }
+
+  /** The next chunk for `readerId`, `null` at a clean end; rejects when the writer failed. */
+  async read(readerId: number): Promise<Uint8Array | null> {
+    for (;;) {
+      const reader = this.readers.get(readerId);
+      if (!reader) throw new SenderAbortedError('This receiver has left the pipe.');
+      if (this.failure)
+        throw this.failure instanceof SenderAbortedError ? this.failure : new SenderAbortedError();
+      const offset = reader.next - this.base;
+      if (offset < this.chunks.length) {
+        const chunk = this.chunks[offset]!;
+        reader.next += 1;
+        if (offset === 0) this.trim();
+        return chunk;
+      }
+      if (this.ended) {
+        this.settleDrained();
+        return null;
+      }
+      await new Promise<void>((resolve) => {
+        reader.wake = resolve;
+      });
+    }
+  }
+
+  /** A reader left mid-stream: it no longer holds chunks back. */
+  removeReader(readerId: number): void {
+    if (!this.readers.delete(readerId)) return;
+    this.trim();
+    if (this.readers.size === 0 && !this.ended) {
+      const gone = new ReceiversGoneError();
+      this.writer?.reject(gone);
+      this.writer = undefined;
+    }
+    this.settleDrained();
+  }
+
+  private wakeReader(reader: Reader): void {
+    const wake = reader.wake;
+    if (wake) {
+      reader.wake = undefined;
+      wake();
+    }
+  }
+
+  private hasRoom(): boolean {
+    return this.bufferedBytes <= this.options.windowBytes && this.chunks.length <= this.maxChunks;
+  }
+
+  /** Drops the chunks every reader has passed and lets a waiting writer go on when there is room. */
+  private trim(): void {
+    let slowest = this.base + this.chunks.length;
+    for (const reader of this.readers.values()) if (reader.next < slowest) slowest = reader.next;
+    const drop = slowest - this.base;
+    if (drop <= 0) return;
+    for (let i = 0; i < drop; i++) this.bufferedBytes -= this.chunks[i]!.byteLength;
+    this.chunks.splice(0, drop);
+    this.base = slowest;
+    if (this.writer && this.hasRoom()) {
+      const writer = this.writer;
+      this.writer = undefined;
+      writer.resolve();
+    }
+  }
+
+  private allDrained(): boolean {
+    const head = this.base + this.chunks.length;
+    for (const reader of this.readers.values()) if (reader.next < head) return false;
+    return true;
+  }
+
+  private settleDrained(): void {
+    if (!this.ended || !this.drained || !this.allDrained()) return;
+    const drained = this.drained;
+    this.drained = undefined;
+    // Finished readers stay registered, so an empty set means every reader left before the end.
+    if (this.readers.size === 0) drained.reject(new ReceiversGoneError());
+    else drained.resolve();
+  }
+}

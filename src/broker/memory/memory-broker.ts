@@ -1,0 +1,275 @@
+import {
+  BrokerClosedError,
+  CapacityError,
+  PipeBusyError,
+  ReceiverCountMismatchError,
+  SenderAbortedError,
+} from '../errors.js';
+import type {
+  Broker,
+  BrokerStats,
+  OpenOptions,
+  OpenSenderOptions,
+  PipeMeta,
+  ReceiverSession,
+  SenderEvent,
+  SenderSession,
+} from '../types.js';
+import { ChunkWindow } from './chunk-window.js';
+
+export interface MemoryBrokerOptions {
+  /** Bytes one pipe holds for its slowest receiver before the sender waits. */
+  readonly windowBytes: number;
+  /** Pipes held at once (waiting or transferring). */
+  readonly maxPipes: number;
+  /** Parties waiting for their peers at once. */
+  readonly maxWaiting: number;
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A party that left never awaits its promise; a rejection nobody awaits must not crash the process.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+/** Rejects with the signal's reason when it aborts; the listener is removed once `promise` settles. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+interface SenderSlot {
+  readonly onEvent: (event: SenderEvent) => void;
+}
+
+interface ReceiverSlot {
+  readonly id: number;
+}
+
+/** One pipe's state in this process. `established` flips once, when the last party arrives. */
+interface MemoryPipe {
+  readonly path: string;
+  readonly receivers: number;
+  sender: SenderSlot | undefined;
+  readonly receiverSlots: Set<ReceiverSlot>;
+  established: boolean;
+  window: ChunkWindow | undefined;
+  readonly allPresent: Deferred<void>;
+  readonly started: Deferred<PipeMeta>;
+}
+
+/**
+ * The embedded single-process broker: a table of pipes keyed by path, each transfer through a `ChunkWindow`.
+ * Every wait and every buffer is bounded; a party that leaves before the start frees its slot.
+ */
+export class MemoryBroker implements Broker {
+  private readonly pipes = new Map<string, MemoryPipe>();
+  private waitingParties = 0;
+  private nextReceiverId = 1;
+  private closed = false;
+
+  constructor(private readonly options: MemoryBrokerOptions) {}
+
+  async ready(): Promise<void> {}
+
+  drain(): void {
+    this.closed = true;
+    const error = new BrokerClosedError();
+    for (const pipe of [...this.pipes.values()]) {
+      // Each failed party releases its own slot (and its count) when its wait rejects.
+      if (!pipe.established) this.failPipe(pipe, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const error = new BrokerClosedError();
+    for (const pipe of this.pipes.values()) this.failPipe(pipe, error);
+    this.pipes.clear();
+  }
+
+  stats(): BrokerStats {
+    return { pipes: this.pipes.size, waiting: this.waitingParties };
+  }
+
+  async openSender(options: OpenSenderOptions): Promise<SenderSession> {
+    const pipe = this.claimPipe(options);
+    if (pipe.sender) throw new PipeBusyError(pipe.path, 'sender-connected');
+    const slot: SenderSlot = { onEvent: options.onEvent ?? (() => {}) };
+    pipe.sender = slot;
+    this.waitingParties += 1;
+    const connectedAtOpen = pipe.receiverSlots.size;
+    this.establishIfComplete(pipe);
+    return this.senderSession(pipe, slot, connectedAtOpen);
+  }
+
+  async openReceiver(options: OpenOptions): Promise<ReceiverSession> {
+    const pipe = this.claimPipe(options);
+    if (pipe.receiverSlots.size >= pipe.receivers) throw new PipeBusyError(pipe.path, 'receivers-full');
+    const slot: ReceiverSlot = { id: this.nextReceiverId++ };
+    pipe.receiverSlots.add(slot);
+    this.waitingParties += 1;
+    pipe.sender?.onEvent({
+      type: 'receiver-connected',
+      connected: pipe.receiverSlots.size,
+      receivers: pipe.receivers,
+    });
+    this.establishIfComplete(pipe);
+    return this.receiverSession(pipe, slot);
+  }
+
+  /** Finds or creates the waiting pipe a new party joins, enforcing `n` agreement and the limits. */
+  private claimPipe({ path, receivers }: OpenOptions): MemoryPipe {
+    if (this.closed) throw new BrokerClosedError();
+    if (this.waitingParties >= this.options.maxWaiting) throw new CapacityError('waiting');
+    let pipe = this.pipes.get(path);
+    if (pipe) {
+      if (pipe.established) throw new PipeBusyError(path, 'established');
+      if (pipe.receivers !== receivers) throw new ReceiverCountMismatchError(pipe.receivers, receivers);
+      return pipe;
+    }
+    if (this.pipes.size >= this.options.maxPipes) throw new CapacityError('pipes');
+    pipe = {
+      path,
+      receivers,
+      sender: undefined,
+      receiverSlots: new Set(),
+      established: false,
+      window: undefined,
+      allPresent: deferred<void>(),
+      started: deferred<PipeMeta>(),
+    };
+    this.pipes.set(path, pipe);
+    return pipe;
+  }
+
+  private establishIfComplete(pipe: MemoryPipe): void {
+    if (!pipe.sender || pipe.receiverSlots.size !== pipe.receivers) return;
+    pipe.established = true;
+    this.waitingParties -= 1 + pipe.receivers;
+    pipe.window = new ChunkWindow(
+      [...pipe.receiverSlots].map((slot) => slot.id),
+      { windowBytes: this.options.windowBytes },
+    );
+    pipe.allPresent.resolve();
+  }
+
+  /** Forgets a pipe once nobody waits on it or its transfer is over, so its path is free again. */
+  private forget(pipe: MemoryPipe): void {
+    if (this.pipes.get(pipe.path) === pipe) this.pipes.delete(pipe.path);
+  }
+
+  private failPipe(pipe: MemoryPipe, error: Error): void {
+    pipe.allPresent.reject(error);
+    pipe.started.reject(error);
+    pipe.window?.fail(error);
+    this.forget(pipe);
+  }
+
+  private senderSession(pipe: MemoryPipe, slot: SenderSlot, connectedAtOpen: number): SenderSession {
+    let released = false;
+    let started = false;
+    const window = () => pipe.window!;
+    return {
+      connectedAtOpen,
+      waitForReceivers: (signal) => untilAborted(pipe.allPresent.promise, signal),
+      start: async (meta) => {
+        if (!pipe.established || started)
+          throw new Error('start() before all receivers are present or twice');
+        started = true;
+        pipe.started.resolve(meta);
+      },
+      write: (chunk) => window().write(chunk),
+      end: async () => {
+        try {
+          await window().end();
+        } finally {
+          this.forget(pipe);
+        }
+      },
+      abort: (reason) => {
+        if (released) return;
+        released = true;
+        if (!pipe.established) return this.releaseSender(pipe, slot);
+        this.failPipe(pipe, new SenderAbortedError(reason));
+      },
+      release: () => {
+        if (released || pipe.established) return;
+        released = true;
+        this.releaseSender(pipe, slot);
+      },
+    };
+  }
+
+  private releaseSender(pipe: MemoryPipe, slot: SenderSlot): void {
+    if (pipe.sender !== slot) return;
+    pipe.sender = undefined;
+    this.waitingParties -= 1;
+    if (pipe.receiverSlots.size === 0) this.forget(pipe);
+  }
+
+  private receiverSession(pipe: MemoryPipe, slot: ReceiverSlot): ReceiverSession {
+    let cancelled = false;
+    return {
+      waitForStart: (signal) => untilAborted(pipe.started.promise, signal),
+      read: async () => {
+        if (!pipe.window) throw new Error('read() before the transfer started');
+        const chunk = await pipe.window.read(slot.id);
+        // A receiver that read to the clean end is done: a later cancel() must not count as an abort.
+        if (chunk === null) cancelled = true;
+        return chunk;
+      },
+      cancel: () => {
+        if (cancelled) return;
+        cancelled = true;
+        if (!pipe.established) {
+          pipe.receiverSlots.delete(slot);
+          this.waitingParties -= 1;
+          pipe.sender?.onEvent({
+            type: 'receiver-left',
+            connected: pipe.receiverSlots.size,
+            receivers: pipe.receivers,
+          });
+          if (!pipe.sender && pipe.receiverSlots.size === 0) this.forget(pipe);
+          return;
+        }
+        const window = pipe.window!;
+        const before = window.readerCount;
+        window.removeReader(slot.id);
+        if (window.readerCount < before) {
+          pipe.sender?.onEvent({
+            type: 'receiver-aborted',
+            remaining: window.readerCount,
+            receivers: pipe.receivers,
+          });
+        }
+        if (window.readerCount === 0) this.forget(pipe);
+      },
+    };
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The pipe contract. A pipe is a named rendezvous between one sender and `receivers` receivers; once all are
+ * present the sender's bytes stream to every receiver through a bounded window.
+ *
+ * The contract speaks of pipes only: no HTTP and no storage types. Every rendezvous happens inside the broker,
+ * so the route layer never relies on two requests sharing memory (a Redis-backed broker may meet the sender on
+ * one instance and a receiver on another; on Workers one request cannot touch another request's stream).
+ */
+
+/** Name/value pairs the sender hands to its receivers, in order (the route layer decides which). */
+export type PipeHeaders = ReadonlyArray<readonly [name: string, value: string]>;
+
+/** What every receiver learns when the transfer starts. */
+export interface PipeMeta {
+  readonly headers: PipeHeaders;
+}
+
+/** What a sender is told while it waits and while it sends. */
+export type SenderEvent =
+  /** A receiver arrived; `connected` of `receivers` are now present. */
+  | { readonly type: 'receiver-connected'; readonly connected: number; readonly receivers: number }
+  /** A receiver left before the transfer started; its slot is free again. */
+  | { readonly type: 'receiver-left'; readonly connected: number; readonly receivers: number }
+  /** A receiver dropped mid-transfer; `remaining` receivers still read. */
+  | { readonly type: 'receiver-aborted'; readonly remaining: number; readonly receivers: number };
+
+export interface OpenOptions {
+  /** Normalised pipe path, e.g. `/photos/cat.jpg`. */
+  readonly path: string;
+  /** How many receivers the pipe has; every party of one pipe must say the same. */
+  readonly receivers: number;
+}
+
+export interface OpenSenderOptions extends OpenOptions {
+  /** Called for every event; must not throw. */
+  readonly onEvent?: (event: SenderEvent) => void;
+}
+
+/** The sender's side of a pipe, from claiming the slot to the end of the body. */
+export interface SenderSession {
+  /** Receivers present when the slot was claimed. */
+  readonly connectedAtOpen: number;
+  /**
+   * Resolves once every receiver is present.
+   * Rejects with the signal's reason when `signal` aborts (the slot stays claimed: call `release`).
+   */
+  waitForReceivers(signal: AbortSignal): Promise<void>;
+  /** Starts the transfer: the receivers get `meta` and then the bytes. Call once, after `waitForReceivers`. */
+  start(meta: PipeMeta): Promise<void>;
+  /**
+   * Appends a chunk. Resolves when the window has room again, which is how a slow receiver slows the sender.
+   * Rejects with `ReceiversGoneError` when no receiver is left.
+   */
+  write(chunk: Uint8Array): Promise<void>;
+  /** The body is complete; resolves when every remaining receiver has read all of it. */
+  end(): Promise<void>;
+  /** The body failed: every receiver's read rejects with `SenderAbortedError`. Idempotent. */
+  abort(reason?: string): void;
+  /** The sender left before the transfer started: its slot is free again. Idempotent; no-op once started. */
+  release(): void;
+}
+
+/** A receiver's side of a pipe. */
+export interface ReceiverSession {
+  /**
+   * Resolves with the sender's metadata when the transfer starts.
+   * Rejects with the signal's reason when `signal` aborts (call `cancel` to free the slot).
+   */
+  waitForStart(signal: AbortSignal): Promise<PipeMeta>;
+  /**
+   * The next chunk, or `null` once the body ended cleanly.
+   * Rejects with `SenderAbortedError` when the sender failed: truncation is never silent.
+   */
+  read(): Promise<Uint8Array | null>;
+  /** The receiver left. Before the start this frees its slot; after it, the sender is told. Idempotent. */
+  cancel(): void;
+}
+
+/** Counters a broker exposes for health and limits. */
+export interface BrokerStats {
+  /** Pipes waiting for parties or transferring. */
+  readonly pipes: number;
+  /** Parties (senders and receivers) waiting for their peers. */
+  readonly waiting: number;
+}
+
+/** A pipe backend. Each backend owns its connections and resources. */
+export interface Broker {
+  /** Resolves when the backend can take pipes. */
+  ready(): Promise<void>;
+  /**
+   * Shutting down gracefully: new parties are refused and waiting ones fail with `BrokerClosedError`
+   * (nobody could join them any more); transfers already running go on.
+   */
+  drain(): void;
+  /** Releases every resource; open sessions fail. */
+  close(): Promise<void>;
+  /**
+   * Claims the sender slot of a pipe.
+   * @throws PipeBusyError, ReceiverCountMismatchError, CapacityError
+   */
+  openSender(options: OpenSenderOptions): Promise<SenderSession>;
+  /**
+   * Claims one receiver slot of a pipe.
+   * @throws PipeBusyError, ReceiverCountMismatchError, CapacityError
+   */
+  openReceiver(options: OpenOptions): Promise<ReceiverSession>;
+  stats(): BrokerStats;
+}

@@ -1,0 +1,91 @@
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+/**
+ * The one typed configuration of edgepipe. Adapters and the CLI gather it (file, env, flags), validate it
+ * here once, and hand the result to `createApp`; library code never reads the environment.
+ */
+export const configSchema = z
+  .object({
+    server: z
+      .object({
+        /** Interface the Node adapter listens on. */
+        host: z.string().min(1).default('0.0.0.0'),
+        /** TCP port; 0 picks a free one. */
+        port: z.number().int().min(0).max(65535).default(8080),
+        /** After SIGTERM: how long running transfers may take to finish before they are cut. */
+        shutdownGraceMs: z.number().int().min(0).default(30_000),
+        /** Largest request head (request line plus headers) a client may send, in bytes (answered 431). */
+        maxHeaderBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1 * MiB)
+          .default(16 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    broker: z
+      .object({
+        /** Bytes one pipe may hold between its sender and its slowest receiver before the sender is paused. */
+        windowBytes: z
+          .number()
+          .int()
+          .min(16 * 1024)
+          .max(1024 * MiB)
+          .default(1 * MiB),
+      })
+      .strict()
+      .prefault({}),
+    limits: z
+      .object({
+        /** Highest `?n=` a pipe may ask for. */
+        maxReceivers: z.number().int().min(1).max(1000).default(32),
+        /** Longest pipe path, in bytes of its URL-encoded form. */
+        maxPathBytes: z.number().int().min(1).max(8192).default(1024),
+        /** Pipes (waiting or transferring) this instance holds at once; more are answered 429. */
+        maxPipes: z.number().int().min(1).default(10_000),
+        /** Requests waiting for their peer at once; more are answered 429. */
+        maxWaiting: z.number().int().min(1).default(10_000),
+        /** How long a sender or receiver waits for its peer before it is told that nobody came. */
+        waitTimeoutMs: z
+          .number()
+          .int()
+          .min(1)
+          .default(10 * 60_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+/** Validated configuration, every default filled in. */
+export type Config = z.output<typeof configSchema>;
+/** What a config file or caller may write: every key optional. */
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** A configuration that failed validation; the message names every bad key. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  override name = 'ConfigError';
+}
+
+/**
+ * Validates `input` and fills in the defaults.
+ * @throws ConfigError naming each bad key, e.g. `limits.maxReceivers: Too big: expected number to be <=1000`.
+ */
+export function parseConfig(input: unknown): Config {
+  const result = configSchema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
+    const at = [...issue.path, ...(keys.length === 1 ? keys : [])].join('.');
+    const message =
+      issue.code === 'unrecognized_keys'
+        ? `unknown key${keys.length > 1 ? `s ${keys.join(', ')}` : ''}`
+        : issue.message;
+    return `${at || '(root)'}: ${message}`;
+  });
+  throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+}

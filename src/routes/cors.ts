@@ -1,0 +1,24 @@
+/** Every pipe response may be read by any origin: the path is the capability, not the caller's origin. */
+export const CORS_ORIGIN = { 'Access-Control-Allow-Origin': '*' } as const;
+
+/** Request headers a browser may send to a pipe; X-Piping carries application data end to end. */
+const ALLOWED_HEADERS = 'Content-Type, Content-Disposition, X-Piping';
+const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, OPTIONS';
+
+/**
+ * The answer to a CORS preflight. Private Network Access is granted only when asked for, so a public page
+ * cannot reach a broker on a private network unless the browser announces it
+ * (https://wicg.github.io/private-network-access/#headers).
+ */
+export function preflightHeaders(request: Request): Headers {
+  const headers = new Headers({
+    ...CORS_ORIGIN,
+    'Access-Control-Allow-Methods': ALLOWED_METHODS,
+    'Access-Control-Allow-Headers': ALLOWED_HEADERS,
+    'Access-Control-Max-Age': '86400',
+  });
+  if (request.headers.get('Access-Control-Request-Private-Network') === 'true') {
+    headers.set('Access-Control-Allow-Private-Network', 'true');
+  }
+  return headers;
+}

@@ -1,0 +1,29 @@
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import {
+  BrokerClosedError,
+  CapacityError,
+  PipeBusyError,
+  type PipeError,
+  ReceiverCountMismatchError,
+} from '../broker/errors.js';
+
+/**
+ * Throws the one error type routes use. `headers` ride along (e.g. `Allow`, `Retry-After`) and are merged into
+ * the `[ERROR] ...` response that `renderError` builds.
+ */
+export function fail(status: ContentfulStatusCode, message: string, headers?: Record<string, string>): never {
+  throw new HTTPException(status, {
+    message,
+    ...(headers ? { res: new Response(null, { status, headers }) } : {}),
+  });
+}
+
+/** The status a broker refusal is answered with (see README: "Errors"). */
+export function statusOfPipeError(error: PipeError): ContentfulStatusCode {
+  if (error instanceof PipeBusyError) return 409;
+  if (error instanceof ReceiverCountMismatchError) return 400;
+  if (error instanceof CapacityError) return 429;
+  if (error instanceof BrokerClosedError) return 503;
+  return 500;
+}

@@ -1,0 +1,152 @@
+import type { Context } from 'hono';
+import { PipeError, ReceiversGoneError } from '../broker/errors.js';
+import type { PipeHeaders, SenderSession } from '../broker/types.js';
+import { DeadlineError, deadlineSignal } from '../clock.js';
+import { CORS_ORIGIN } from './cors.js';
+import type { RouteDeps } from './deps.js';
+import { fail, statusOfPipeError } from './http-error.js';
+import { attachmentOf, MultipartError, multipartBoundaryOf, readFirstPart } from './multipart.js';
+import { passthroughHeaders } from './passthrough-headers.js';
+import { describeSenderEvent } from './pipe-events.js';
+import { senderTargetOf } from './pipe-target.js';
+import { Transcript } from './transcript.js';
+
+const TRANSCRIPT_HEADERS = {
+  ...CORS_ORIGIN,
+  'Content-Type': 'text/plain; charset=utf-8',
+  'X-Content-Type-Options': 'nosniff',
+} as const;
+
+/**
+ * `PUT`/`POST /<path>`: claims the sender slot, answers at once with a streaming transcript, waits for the
+ * receivers, then streams the body (or a multipart upload's first part) through the broker.
+ */
+export function sendRoute(deps: RouteDeps) {
+  return async function send(c: Context): Promise<Response> {
+    const request = c.req.raw;
+    const target = senderTargetOf(new URL(request.url), deps.config.limits);
+    let boundary: string | undefined;
+    try {
+      boundary = multipartBoundaryOf(request.headers.get('content-type'));
+    } catch (error) {
+      if (error instanceof MultipartError) fail(400, error.message);
+      throw error;
+    }
+    const transcript = new Transcript();
+    let session: SenderSession;
+    try {
+      session = await deps.broker.openSender({
+        ...target,
+        onEvent: (event) => transcript.info(describeSenderEvent(event)),
+      });
+    } catch (error) {
+      if (error instanceof PipeError) fail(statusOfPipeError(error), error.message);
+      throw error;
+    }
+    transcript.info(`Waiting for ${target.receivers} receiver(s)...`);
+    transcript.info(`${session.connectedAtOpen} receiver(s) has/have been connected.`);
+    void transfer(deps, request, session, transcript, target.receivers, boundary);
+    return new Response(transcript.stream, { headers: TRANSCRIPT_HEADERS });
+  };
+}
+
+/** Runs one transfer to its end; every outcome ends in a transcript line, never in an unhandled rejection. */
+async function transfer(
+  deps: RouteDeps,
+  request: Request,
+  session: SenderSession,
+  transcript: Transcript,
+  receivers: number,
+  boundary: string | undefined,
+): Promise<void> {
+  const wait = deadlineSignal(deps.clock, deps.config.limits.waitTimeoutMs, request.signal);
+  try {
+    await session.waitForReceivers(wait.signal);
+  } catch (error) {
+    session.release();
+    if (error instanceof DeadlineError) {
+      transcript.error(`No receiver came within ${Math.round(deps.config.limits.waitTimeoutMs / 1000)} s.`);
+    } else if (error instanceof PipeError) {
+      transcript.error(error.message);
+    }
+    transcript.close();
+    return;
+  } finally {
+    wait.dispose();
+  }
+  transcript.info(`Start sending to ${receivers} receiver(s)!`);
+
+  let body: ReadableStream<Uint8Array> | null = request.body;
+  let headers: PipeHeaders;
+  try {
+    if (boundary && body) {
+      const part = await readFirstPart(body, boundary);
+      body = part.body;
+      headers = passthroughHeaders(
+        {
+          contentType: part.headers.get('content-type'),
+          contentLength: part.headers.get('content-length'),
+          contentDisposition: attachmentOf(part.headers.get('content-disposition')),
+        },
+        request.headers,
+      );
+    } else {
+      headers = passthroughHeaders(
+        {
+          contentType: request.headers.get('content-type'),
+          contentLength: request.headers.get('content-length'),
+          contentDisposition: request.headers.get('content-disposition'),
+        },
+        request.headers,
+      );
+    }
+    await session.start({ headers });
+  } catch (error) {
+    session.abort(error instanceof Error ? error.message : 'The upload could not be read.');
+    transcript.error(error instanceof MultipartError ? error.message : 'Failed to send.');
+    transcript.close();
+    return;
+  }
+
+  const outcome = await pump(body, session);
+  if (outcome === 'sent') {
+    transcript.info('Sent successfully!');
+    transcript.info('All receiver(s) was/were received successfully.');
+  } else if (outcome === 'receivers-gone') {
+    transcript.info(new ReceiversGoneError().message);
+  } else {
+    transcript.error('Failed to send.');
+  }
+  transcript.close();
+}
+
+/** Moves the body into the pipe chunk by chunk, waiting on the window; reports how it ended. */
+async function pump(
+  body: ReadableStream<Uint8Array> | null,
+  session: SenderSession,
+): Promise<'sent' | 'receivers-gone' | 'upload-failed'> {
+  const reader = body?.getReader();
+  try {
+    if (reader) {
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch {
+          session.abort('The sender aborted the upload.');
+          return 'upload-failed';
+        }
+        if (chunk.done) break;
+        await session.write(chunk.value);
+      }
+    }
+    await session.end();
+    return 'sent';
+  } catch (error) {
+    // Nobody is left to read: stop reading the upload so the sender's request ends too.
+    reader?.cancel().catch(() => {});
+    if (error instanceof ReceiversGoneError) return 'receivers-gone';
+    session.abort('The transfer failed.');
+    return 'upload-failed';
+  }
+}
