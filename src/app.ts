@@ -5,7 +5,7 @@ import type { Broker } from './broker/types.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { CORS_ORIGIN, preflightHeaders } from './routes/cors.js';
-import type { RouteDeps } from './routes/deps.js';
+import type { RequestBodyReader, RouteDeps, StreamResponder } from './routes/deps.js';
 import { fail } from './routes/http-error.js';
 import { receiveRoute } from './routes/receive.js';
 import { INTERNAL_PREFIX, isReservedPath } from './routes/reserved-paths.js';
@@ -16,6 +16,16 @@ export interface AppDeps {
   /** The pipe backend; an in-memory broker sized by `config` when omitted. */
   readonly broker?: Broker;
   readonly clock?: Clock;
+  /**
+   * Reads a request's body when the runtime has a faster path than the web-standard `request.body`
+   * (the Node adapter streams its IncomingMessage without a copy). Defaults to `request.body`.
+   */
+  readonly requestBody?: RequestBodyReader;
+  /**
+   * Makes the Response of a streaming body. Defaults to `new Response(body, init)`; the Node adapter marks
+   * these responses to write them itself.
+   */
+  readonly streamResponse?: StreamResponder;
   /** Where unexpected errors are reported (they answer 500 either way). */
   readonly logError?: (error: unknown) => void;
 }
@@ -40,6 +50,8 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
     config,
     broker: deps.broker ?? defaultBroker(config),
     clock: deps.clock ?? systemClock,
+    requestBody: deps.requestBody ?? ((request) => request.body),
+    streamResponse: deps.streamResponse ?? ((body, init) => new Response(body, init)),
   };
   const logError = deps.logError ?? ((error: unknown) => console.error(error));
   const app = new Hono();

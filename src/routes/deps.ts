@@ -7,4 +7,14 @@ export interface RouteDeps {
   readonly config: Config;
   readonly broker: Broker;
   readonly clock: Clock;
+  /** Reads a request's body: `request.body`, or a runtime's faster native path (see `AppDeps`). */
+  readonly requestBody: RequestBodyReader;
+  /** Builds the Response of a streaming body (a transcript or a pipe's bytes); see `AppDeps`. */
+  readonly streamResponse: StreamResponder;
 }
+
+/** Makes the Response for a streaming body; a runtime may keep track of these to write them its own way. */
+export type StreamResponder = (body: ReadableStream<Uint8Array>, init: ResponseInit) => Response;
+
+/** `env` is what the runtime passes to `fetch` beside the request (Node: its IncomingMessage). */
+export type RequestBodyReader = (request: Request, env: unknown) => ReadableStream<Uint8Array> | null;

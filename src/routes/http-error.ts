@@ -6,6 +6,7 @@ import {
   PipeBusyError,
   type PipeError,
   ReceiverCountMismatchError,
+  SenderAbortedError,
 } from '../broker/errors.js';
 
 /**
@@ -25,5 +26,7 @@ export function statusOfPipeError(error: PipeError): ContentfulStatusCode {
   if (error instanceof ReceiverCountMismatchError) return 400;
   if (error instanceof CapacityError) return 429;
   if (error instanceof BrokerClosedError) return 503;
+  // The peer this request depends on failed, as an upstream would.
+  if (error instanceof SenderAbortedError) return 502;
   return 500;
 }

@@ -33,7 +33,7 @@ export function receiveRoute(deps: RouteDeps) {
     }
     const meta = await waitForStart(deps, request, session, target.path);
     if (!meta) return new Response(null, { status: 499 });
-    return new Response(bodyOf(session), { headers: receiverHeaders(meta.headers) });
+    return deps.streamResponse(bodyOf(session), { headers: receiverHeaders(meta.headers) });
   };
 }
 
@@ -55,7 +55,7 @@ async function waitForStart(
         `No sender came to '${path}' within ${Math.round(deps.config.limits.waitTimeoutMs / 1000)} s.`,
       );
     }
-    if (error instanceof PipeError) fail(502, error.message);
+    if (error instanceof PipeError) fail(statusOfPipeError(error), error.message);
     if (request.signal.aborted) return undefined;
     throw error;
   } finally {

@@ -45,8 +45,9 @@ export function sendRoute(deps: RouteDeps) {
     }
     transcript.info(`Waiting for ${target.receivers} receiver(s)...`);
     transcript.info(`${session.connectedAtOpen} receiver(s) has/have been connected.`);
-    void transfer(deps, request, session, transcript, target.receivers, boundary);
-    return new Response(transcript.stream, { headers: TRANSCRIPT_HEADERS });
+    const body = deps.requestBody(request, c.env);
+    void transfer(deps, request, body, session, transcript, target.receivers, boundary);
+    return deps.streamResponse(transcript.stream, { headers: TRANSCRIPT_HEADERS });
   };
 }
 
@@ -54,6 +55,7 @@ export function sendRoute(deps: RouteDeps) {
 async function transfer(
   deps: RouteDeps,
   request: Request,
+  requestBody: ReadableStream<Uint8Array> | null,
   session: SenderSession,
   transcript: Transcript,
   receivers: number,
@@ -76,7 +78,7 @@ async function transfer(
   }
   transcript.info(`Start sending to ${receivers} receiver(s)!`);
 
-  let body: ReadableStream<Uint8Array> | null = request.body;
+  let body = requestBody;
   let headers: PipeHeaders;
   try {
     if (boundary && body) {

@@ -1,9 +1,12 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, IncomingMessage, type Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { getRequestListener } from '@hono/node-server';
+import { getRequestListener, type HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { createApp, defaultBroker } from '../../app.js';
 import type { Broker } from '../../broker/types.js';
 import type { Config } from '../../config.js';
+import { incomingBody } from './incoming-body.js';
+import { writeStreamResponse } from './write-stream-response.js';
 
 export interface NodeServerOptions {
   /** Defaults to the broker `config` asks for. */
@@ -36,16 +39,36 @@ export async function startNodeServer(
 ): Promise<RunningServer> {
   const broker = options.broker ?? defaultBroker(config);
   await broker.ready();
-  const app = createApp(config, { broker, ...(options.logError ? { logError: options.logError } : {}) });
+  // Streaming responses are written by `writeStreamResponse`; everything else by @hono/node-server.
+  const streaming = new WeakSet<Response>();
+  const app = createApp(config, {
+    broker,
+    streamResponse: (body, init) => {
+      const response = new Response(body, init);
+      streaming.add(response);
+      return response;
+    },
+    requestBody: (request, env) => {
+      const incoming = (env as Partial<HttpBindings> | undefined)?.incoming;
+      return incoming instanceof IncomingMessage ? incomingBody(incoming) : request.body;
+    },
+    ...(options.logError ? { logError: options.logError } : {}),
+  });
   let draining = false;
-  const listener = getRequestListener((request, env) => {
+  const listener = getRequestListener(async (request, env) => {
     if (draining) {
       return new Response(SHUTTING_DOWN, {
         status: 503,
         headers: { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close', 'Retry-After': '1' },
       });
     }
-    return app.fetch(request, env);
+    const response = await app.fetch(request, env);
+    const outgoing = (env as Partial<HttpBindings>).outgoing;
+    if (streaming.has(response) && outgoing instanceof ServerResponse) {
+      writeStreamResponse(response, outgoing);
+      return RESPONSE_ALREADY_SENT;
+    }
+    return response;
   });
   const server = createServer(
     {

@@ -10,6 +10,8 @@ export interface ChunkWindowOptions {
 interface Reader {
   /** Absolute index of the next chunk this reader gets. */
   next: number;
+  /** Read to the clean end: leaving now is not an abort. */
+  finished: boolean;
   wake?: () => void;
 }
 
@@ -40,10 +42,10 @@ export class ChunkWindow {
     private readonly options: ChunkWindowOptions,
   ) {
     this.maxChunks = options.maxChunks ?? 4096;
-    for (const id of readerIds) this.readers.set(id, { next: 0 });
+    for (const id of readerIds) this.readers.set(id, { next: 0, finished: false });
   }
 
-  /** Readers still reading. */
+  /** Readers that have not left (reading, or read to the end). */
   get readerCount(): number {
     return this.readers.size;
   }
@@ -92,33 +94,44 @@ export class ChunkWindow {
     this.drained = undefined;
   }
 
-  /** The next chunk for `readerId`, `null` at a clean end; rejects when the writer failed. */
-  async read(readerId: number): Promise<Uint8Array | null> {
-    for (;;) {
-      const reader = this.readers.get(readerId);
-      if (!reader) throw new SenderAbortedError('This receiver has left the pipe.');
-      if (this.failure)
-        throw this.failure instanceof SenderAbortedError ? this.failure : new SenderAbortedError();
-      const offset = reader.next - this.base;
-      if (offset < this.chunks.length) {
-        const chunk = this.chunks[offset]!;
-        reader.next += 1;
-        if (offset === 0) this.trim();
-        return chunk;
-      }
-      if (this.ended) {
-        this.settleDrained();
-        return null;
-      }
-      await new Promise<void>((resolve) => {
-        reader.wake = resolve;
-      });
+  /**
+   * The next chunk for `readerId`, `null` at a clean end; rejects when the writer failed. Not `async`: a chunk
+   * that is already there costs one settled promise, not a chain of them (this is the per-chunk hot path).
+   */
+  read(readerId: number): Promise<Uint8Array | null> {
+    const reader = this.readers.get(readerId);
+    if (!reader || reader.finished)
+      return Promise.reject(new SenderAbortedError('This receiver has left the pipe.'));
+    if (this.failure) {
+      return Promise.reject(
+        this.failure instanceof SenderAbortedError ? this.failure : new SenderAbortedError(),
+      );
     }
+    const offset = reader.next - this.base;
+    if (offset < this.chunks.length) {
+      const chunk = this.chunks[offset]!;
+      reader.next += 1;
+      if (offset === 0) this.trim();
+      return Promise.resolve(chunk);
+    }
+    if (this.ended) {
+      reader.finished = true;
+      this.settleDrained();
+      return Promise.resolve(null);
+    }
+    return new Promise<void>((resolve) => {
+      reader.wake = resolve;
+    }).then(() => this.read(readerId));
   }
 
-  /** A reader left mid-stream: it no longer holds chunks back. */
-  removeReader(readerId: number): void {
-    if (!this.readers.delete(readerId)) return;
+  /**
+   * A reader left: it no longer holds chunks back. Returns whether that was an abort (it left before the
+   * clean end); a reader that finished stays counted as served.
+   */
+  removeReader(readerId: number): boolean {
+    const reader = this.readers.get(readerId);
+    if (!reader || reader.finished) return false;
+    this.readers.delete(readerId);
     this.trim();
     if (this.readers.size === 0 && !this.ended) {
       const gone = new ReceiversGoneError();
@@ -126,6 +139,7 @@ export class ChunkWindow {
       this.writer = undefined;
     }
     this.settleDrained();
+    return true;
   }
 
   private wakeReader(reader: Reader): void {

@@ -237,12 +237,9 @@ export class MemoryBroker implements Broker {
     let cancelled = false;
     return {
       waitForStart: (signal) => untilAborted(pipe.started.promise, signal),
-      read: async () => {
-        if (!pipe.window) throw new Error('read() before the transfer started');
-        const chunk = await pipe.window.read(slot.id);
-        // A receiver that read to the clean end is done: a later cancel() must not count as an abort.
-        if (chunk === null) cancelled = true;
-        return chunk;
+      read: () => {
+        if (!pipe.window) return Promise.reject(new Error('read() before the transfer started'));
+        return pipe.window.read(slot.id);
       },
       cancel: () => {
         if (cancelled) return;
@@ -259,9 +256,7 @@ export class MemoryBroker implements Broker {
           return;
         }
         const window = pipe.window!;
-        const before = window.readerCount;
-        window.removeReader(slot.id);
-        if (window.readerCount < before) {
+        if (window.removeReader(slot.id)) {
           pipe.sender?.onEvent({
             type: 'receiver-aborted',
             remaining: window.readerCount,

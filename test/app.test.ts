@@ -1,0 +1,299 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../src/app.js';
+import { MemoryBroker } from '../src/broker/memory/memory-broker.js';
+import { type ConfigInput, parseConfig } from '../src/config.js';
+import { VERSION } from '../src/version.js';
+import { ManualClock } from './helpers/manual-clock.js';
+import { repoRoot } from './helpers/processes.js';
+
+const BASE = 'http://edge.test';
+
+function setup(input: ConfigInput = {}) {
+  const config = parseConfig(input);
+  const clock = new ManualClock();
+  const broker = new MemoryBroker({
+    windowBytes: config.broker.windowBytes,
+    maxPipes: config.limits.maxPipes,
+    maxWaiting: config.limits.maxWaiting,
+  });
+  const app = createApp(config, { broker, clock, logError: () => {} });
+  const request = (path: string, init?: RequestInit) => app.request(`${BASE}${path}`, init);
+  return { app, broker, clock, request };
+}
+
+/** Sends `body` to `path` and receives it, receiver first; returns the receiver's response and the transcript. */
+async function transfer(
+  request: ReturnType<typeof setup>['request'],
+  path: string,
+  init: RequestInit,
+): Promise<{ received: Response; transcript: string }> {
+  const receiving = request(path);
+  const sending = request(path, { method: 'PUT', ...init });
+  // Both ends read at once, as real clients do: the transcript ends only after the receiver has read it all.
+  const [received, sent] = await Promise.all([receiving, sending]);
+  const body = await received.arrayBuffer();
+  return { received: new Response(body, received), transcript: await sent.text() };
+}
+
+describe('reserved paths', () => {
+  const { request } = setup();
+
+  it('serves the pages and answers HEAD like GET without a body', async () => {
+    const index = await request('/');
+    expect(index.headers.get('content-type')).toContain('text/html');
+    expect(await index.text()).toContain('<h1>edgepipe');
+    const head = await request('/', { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe('');
+    expect(await (await request('/version')).text()).toBe(`${VERSION}\n`);
+    expect((await request('/favicon.ico')).status).toBe(204);
+    expect(await (await request('/robots.txt')).text()).toContain('Disallow: /');
+    const health = await request('/_/health');
+    expect(await health.json()).toMatchObject({ status: 'ok', broker: { pipes: 0, waiting: 0 } });
+  });
+
+  it('keeps the version equal to package.json', () => {
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
+    expect(VERSION).toBe(pkg.version);
+  });
+
+  it('writes /help with the URL the client used, honouring X-Forwarded-Proto', async () => {
+    expect(await (await request('/help')).text()).toContain('curl -T myfile http://edge.test/mypath');
+    const proxied = await request('/help', { headers: { 'X-Forwarded-Proto': 'https' } });
+    expect(await proxied.text()).toContain('curl https://edge.test/mypath');
+  });
+
+  it('serves /noscript with a CSP that forbids scripts and an escaped form action', async () => {
+    const res = await request('/noscript?path=a"><script>x</script>');
+    expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
+    const html = await res.text();
+    expect(html).not.toContain('<script>');
+    expect(html).toContain('action="/a%22%3E%3Cscript%3Ex%3C/script%3E"');
+  });
+
+  it('refuses to send to a reserved path and answers unknown /_/ endpoints 404', async () => {
+    for (const path of [
+      '/',
+      '/help',
+      '/version',
+      '/noscript',
+      '/robots.txt',
+      '/favicon.ico',
+      '/_/health',
+      '/_/x',
+    ]) {
+      const res = await request(path, { method: 'POST', body: 'x' });
+      expect(res.status, path).toBe(400);
+      expect(await res.text()).toMatch(/^\[ERROR\] Cannot send to the reserved path '.*'\. .*\n$/);
+    }
+    const res = await request('/_/nothing');
+    expect(res.status).toBe(404);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+  });
+});
+
+describe('CORS and methods', () => {
+  const { request } = setup();
+
+  it('answers a preflight, granting Private Network Access only when asked', async () => {
+    const res = await request('/any/path', { method: 'OPTIONS' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-allow-methods')).toBe('GET, HEAD, POST, PUT, OPTIONS');
+    expect(res.headers.get('access-control-allow-headers')).toContain('X-Piping');
+    expect(res.headers.get('access-control-max-age')).toBe('86400');
+    expect(res.headers.get('access-control-allow-private-network')).toBeNull();
+    const pna = await request('/p', {
+      method: 'OPTIONS',
+      headers: { 'Access-Control-Request-Private-Network': 'true' },
+    });
+    expect(pna.headers.get('access-control-allow-private-network')).toBe('true');
+  });
+
+  it('answers other methods 405 with Allow', async () => {
+    for (const method of ['DELETE', 'PATCH']) {
+      const res = await request('/p', { method });
+      expect(res.status).toBe(405);
+      expect(res.headers.get('allow')).toBe('GET, HEAD, POST, PUT, OPTIONS');
+      expect(await res.text()).toBe(`[ERROR] Unsupported method: ${method}.\n`);
+    }
+  });
+});
+
+describe('bad input', () => {
+  const { request, broker } = setup({ limits: { maxReceivers: 5, maxPathBytes: 64 } });
+
+  it.each([
+    ['0', 'n should > 0'],
+    ['-1', 'whole number'],
+    ['abc', 'whole number'],
+    ['1.5', 'whole number'],
+    ['', 'whole number'],
+    ['6', 'at most 5'],
+    ['99999999999', 'whole number'],
+  ])('refuses n=%s with 400', async (n, reason) => {
+    for (const method of ['GET', 'PUT']) {
+      const res = await request(`/p?n=${n}`, { method, ...(method === 'PUT' ? { body: 'x' } : {}) });
+      expect(res.status).toBe(400);
+      expect(await res.text()).toContain(reason);
+    }
+  });
+
+  it('refuses a repeated n, an overlong path and a service worker registration', async () => {
+    expect((await request('/p?n=1&n=2')).status).toBe(400);
+    const long = await request(`/${'a'.repeat(80)}`);
+    expect(long.status).toBe(414);
+    expect(await long.text()).toMatch(/^\[ERROR\] .*at most 64.*\n$/);
+    const sw = await request('/p', { headers: { 'Service-Worker': 'script' } });
+    expect(sw.status).toBe(400);
+    expect(await sw.text()).toBe('[ERROR] Service Worker registration is rejected.\n');
+    expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+  });
+
+  it('refuses a multipart upload without a boundary before taking the slot', async () => {
+    const res = await request('/mp', {
+      method: 'POST',
+      body: 'x',
+      headers: { 'Content-Type': 'multipart/form-data' },
+    });
+    expect(res.status).toBe(400);
+    expect(broker.stats().pipes).toBe(0);
+  });
+});
+
+describe('transfers through app.request', () => {
+  it('streams both ways round with the transcript a curl user reads', async () => {
+    const { request } = setup();
+    const { received, transcript } = await transfer(request, '/t1', { body: 'hello' });
+    expect(await received.text()).toBe('hello');
+    expect(transcript).toBe(
+      [
+        '[INFO] Waiting for 1 receiver(s)...',
+        '[INFO] 1 receiver(s) has/have been connected.',
+        '[INFO] Start sending to 1 receiver(s)!',
+        '[INFO] Sent successfully!',
+        '[INFO] All receiver(s) was/were received successfully.',
+        '',
+      ].join('\n'),
+    );
+    // Sender first.
+    const sender = await request('/t2', { method: 'POST', body: 'second' });
+    const transcript2 = sender.text();
+    const received2 = await request('/t2');
+    expect(await received2.text()).toBe('second');
+    expect(await transcript2).toContain(
+      '[INFO] Waiting for 1 receiver(s)...\n[INFO] 0 receiver(s) has/have been connected.\n[INFO] A receiver was connected.',
+    );
+  });
+
+  it('passes Content-Type (html as plain), Content-Disposition and X-Piping; adds CORS and robots headers', async () => {
+    const { request } = setup();
+    const { received } = await transfer(request, '/h', {
+      body: '<b>hi</b>',
+      headers: {
+        'Content-Type': 'text/html; charset=utf-8',
+        'Content-Disposition': 'attachment; filename="x.html"',
+        'X-Piping': 'meta-1',
+        'X-Other': 'dropped',
+      },
+    });
+    expect(received.headers.get('content-type')).toBe('text/plain; charset=utf-8');
+    expect(received.headers.get('content-disposition')).toBe('attachment; filename="x.html"');
+    expect(received.headers.get('x-piping')).toBe('meta-1');
+    expect(received.headers.get('x-other')).toBeNull();
+    expect(received.headers.get('access-control-allow-origin')).toBe('*');
+    expect(received.headers.get('x-robots-tag')).toBe('none');
+    expect(received.headers.get('access-control-expose-headers')).toBe(
+      'Content-Type, Content-Disposition, X-Piping',
+    );
+    expect(await received.text()).toBe('<b>hi</b>');
+  });
+
+  it('with no sender headers the receiver gets none of them', async () => {
+    const { request } = setup();
+    const body = new ReadableStream({
+      start(c) {
+        c.enqueue(new Uint8Array([1, 2, 3]));
+        c.close();
+      },
+    });
+    const { received } = await transfer(request, '/bare', { body, duplex: 'half' } as RequestInit);
+    expect(received.headers.get('content-type')).toBeNull();
+    expect(received.headers.get('content-disposition')).toBeNull();
+    expect(received.headers.get('access-control-expose-headers')).toBeNull();
+    expect([...new Uint8Array(await received.arrayBuffer())]).toEqual([1, 2, 3]);
+  });
+
+  it('forwards the first part of a multipart upload with its type and filename', async () => {
+    const { request } = setup();
+    const form = new FormData();
+    form.append('input_file', new Blob(['<p>file body</p>'], { type: 'text/html' }), 'page.html');
+    form.append('other', 'not sent');
+    const { received, transcript } = await transfer(request, '/mp', { method: 'POST', body: form });
+    expect(transcript).toContain('Sent successfully');
+    expect(received.headers.get('content-type')).toBe('text/plain');
+    expect(received.headers.get('content-disposition')).toBe('attachment; filename="page.html"');
+    expect(await received.text()).toBe('<p>file body</p>');
+  });
+
+  it('n=3: every receiver gets the whole body', async () => {
+    const { request } = setup();
+    const receivers = [request('/n3?n=3'), request('/n3?n=3'), request('/n3?n=3')];
+    const sender = await request('/n3?n=3', { method: 'PUT', body: 'to all three' });
+    const bodies = await Promise.all(receivers.map(async (r) => (await r).text()));
+    expect(bodies).toEqual(['to all three', 'to all three', 'to all three']);
+    expect(await sender.text()).toContain('[INFO] Start sending to 3 receiver(s)!');
+  });
+
+  it('answers a busy path 409, a mismatched n 400 and an extra receiver 409', async () => {
+    const { request, broker } = setup();
+    const first = await request('/busy?n=2', { method: 'PUT', body: 'x' });
+    const second = await request('/busy?n=2', { method: 'PUT', body: 'y' });
+    expect(second.status).toBe(409);
+    expect(await second.text()).toBe("[ERROR] Another sender has been connected on '/busy'.\n");
+    const mismatch = await request('/busy?n=3');
+    expect(mismatch.status).toBe(400);
+    expect(await mismatch.text()).toBe('[ERROR] The number of receivers should be 2 but 3.\n');
+    const r1 = request('/busy?n=2');
+    const r2 = request('/busy?n=2');
+    await Promise.all([r1, r2]);
+    const extra = await request('/busy?n=2');
+    expect(extra.status).toBe(409);
+    expect(await extra.text()).toContain('has been established already');
+    await Promise.all([first.text(), (await r1).text(), (await r2).text()]);
+    expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+  });
+
+  it('HEAD on a pipe never takes a slot', async () => {
+    const { request, broker } = setup();
+    const head = await request('/pipe', { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+  });
+});
+
+describe('wait timeouts (injected clock)', () => {
+  it('a receiver nobody sends to gets 504 with a reason, and its slot is freed', async () => {
+    const { request, clock, broker } = setup({ limits: { waitTimeoutMs: 60_000 } });
+    const receiving = request('/lonely');
+    await Promise.resolve();
+    expect(broker.stats().waiting).toBe(1);
+    clock.advance(59_999);
+    clock.advance(1);
+    const res = await receiving;
+    expect(res.status).toBe(504);
+    expect(await res.text()).toBe("[ERROR] No sender came to '/lonely' within 60 s.\n");
+    expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+    expect(clock.pending).toBe(0);
+  });
+
+  it('a sender nobody receives from is told in its transcript, and the path is free again', async () => {
+    const { request, clock, broker } = setup({ limits: { waitTimeoutMs: 1000 } });
+    const sender = await request('/nobody', { method: 'PUT', body: 'x' });
+    clock.advance(1000);
+    expect(await sender.text()).toContain('[ERROR] No receiver came within 1 s.\n');
+    expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+  });
+});

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { ReceiversGoneError, SenderAbortedError } from '../src/broker/errors.js';
+import { ChunkWindow } from '../src/broker/memory/chunk-window.js';
+
+const pending = async (promise: Promise<unknown>) => {
+  let settled = false;
+  promise.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  return !settled;
+};
+
+describe('ChunkWindow', () => {
+  it('bounds the number of chunks as well as the bytes', async () => {
+    const window = new ChunkWindow([1], { windowBytes: 1 << 20, maxChunks: 8 });
+    const tiny = new Uint8Array(1);
+    for (let i = 0; i < 8; i++) await window.write(tiny);
+    const blocked = window.write(tiny);
+    expect(await pending(blocked)).toBe(true);
+    await window.read(1);
+    await blocked;
+  });
+
+  it('drops a chunk once the slowest reader has it, and shares it between readers', async () => {
+    const window = new ChunkWindow([1, 2], { windowBytes: 10 });
+    const chunk = new Uint8Array(6);
+    await window.write(chunk);
+    expect(window.heldBytes).toBe(6);
+    expect(await window.read(1)).toBe(chunk);
+    expect(window.heldBytes).toBe(6);
+    expect(await window.read(2)).toBe(chunk);
+    expect(window.heldBytes).toBe(0);
+  });
+
+  it('end resolves when readers drain; a reader that finished is not an abort', async () => {
+    const window = new ChunkWindow([1], { windowBytes: 10 });
+    await window.write(new Uint8Array(2));
+    const ended = window.end();
+    expect(await pending(ended)).toBe(true);
+    await window.read(1);
+    expect(await window.read(1)).toBeNull();
+    await ended;
+    expect(window.removeReader(1)).toBe(false);
+  });
+
+  it('end with every reader gone rejects: nobody got the data', async () => {
+    const window = new ChunkWindow([1], { windowBytes: 10 });
+    await window.write(new Uint8Array(2));
+    const ended = window.end();
+    expect(window.removeReader(1)).toBe(true);
+    await expect(ended).rejects.toBeInstanceOf(ReceiversGoneError);
+  });
+
+  it('fail rejects a waiting reader and a waiting writer', async () => {
+    const window = new ChunkWindow([1, 2], { windowBytes: 4 });
+    const blockedWriter = window.write(new Uint8Array(8));
+    expect(await pending(blockedWriter)).toBe(true);
+    expect(await window.read(1)).toHaveLength(8);
+    const waitingReader = window.read(1);
+    expect(await pending(waitingReader)).toBe(true);
+    window.fail(new SenderAbortedError('boom'));
+    await expect(blockedWriter).rejects.toThrow('boom');
+    await expect(waitingReader).rejects.toThrow('boom');
+    await expect(window.read(2)).rejects.toBeInstanceOf(SenderAbortedError);
+  });
+});

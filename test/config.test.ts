@@ -1,0 +1,69 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/cli/load-config.js';
+import { ConfigError, parseConfig } from '../src/config.js';
+
+describe('config', () => {
+  it('fills in the documented defaults', () => {
+    expect(parseConfig({})).toEqual({
+      server: { host: '0.0.0.0', port: 8080, shutdownGraceMs: 30_000, maxHeaderBytes: 16_384 },
+      broker: { windowBytes: 1_048_576 },
+      limits: {
+        maxReceivers: 32,
+        maxPathBytes: 1024,
+        maxPipes: 10_000,
+        maxWaiting: 10_000,
+        waitTimeoutMs: 600_000,
+      },
+    });
+  });
+
+  it('names every bad key', () => {
+    expect(() => parseConfig({ limits: { maxReceivers: 0, waitTimeoutMs: 'soon' } })).toThrow(ConfigError);
+    try {
+      parseConfig({ limits: { maxReceivers: 0, waitTimeoutMs: 'soon' }, extra: 1, server: { prot: 1 } });
+    } catch (error) {
+      const message = (error as Error).message;
+      expect(message).toContain('limits.maxReceivers: Too small');
+      expect(message).toContain('limits.waitTimeoutMs: Invalid input: expected number');
+      expect(message).toContain('extra: unknown key');
+      expect(message).toContain('server.prot: unknown key');
+    }
+  });
+
+  it('loads a file, then the environment, then flags', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edgepipe-config-'));
+    const file = join(dir, 'c.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ server: { host: '10.0.0.1', port: 1000 }, broker: { windowBytes: 65536 } }),
+    );
+    expect(loadConfig({ config: file }, {}).server).toMatchObject({ host: '10.0.0.1', port: 1000 });
+    expect(loadConfig({ config: file }, { PORT: '2000', HOST: '::1' }).server).toMatchObject({
+      host: '::1',
+      port: 2000,
+    });
+    const flagged = loadConfig(
+      { config: file, port: '3000' },
+      { PORT: '2000', EDGEPIPE_CONFIG: '/nonexistent' },
+    );
+    expect(flagged.server.port).toBe(3000);
+    expect(flagged.broker.windowBytes).toBe(65536);
+    expect(loadConfig({}, { EDGEPIPE_CONFIG: file }).broker.windowBytes).toBe(65536);
+  });
+
+  it('reports unreadable and malformed files clearly', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edgepipe-config-'));
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, '{ nope');
+    expect(() => loadConfig({ config: bad }, {})).toThrow(/is not valid JSON/);
+    writeFileSync(bad, '[1]');
+    expect(() => loadConfig({ config: bad }, {})).toThrow(/must hold a JSON object/);
+    expect(() => loadConfig({ config: join(dir, 'missing.json') }, {})).toThrow(/cannot read config file/);
+    expect(() => loadConfig({}, { PORT: '80x' })).toThrow(
+      "server.port: PORT must be a port number, got '80x'",
+    );
+  });
+});
