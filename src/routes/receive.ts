@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { PipeError } from '../broker/errors.js';
 import type { PipeMeta, ReceiverSession } from '../broker/types.js';
-import { DeadlineError, deadlineSignal } from '../clock.js';
+import { DeadlineError, withDeadline } from '../clock.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
 import { fail, statusOfPipeError } from './http-error.js';
@@ -44,9 +44,12 @@ async function waitForStart(
   session: ReceiverSession,
   path: string,
 ): Promise<PipeMeta | undefined> {
-  const wait = deadlineSignal(deps.clock, deps.config.limits.waitTimeoutMs, request.signal);
   try {
-    return await session.waitForStart(wait.signal);
+    return await withDeadline(
+      deps.clock,
+      deps.config.limits.waitTimeoutMs,
+      session.waitForStart(request.signal),
+    );
   } catch (error) {
     session.cancel();
     if (error instanceof DeadlineError) {
@@ -58,8 +61,6 @@ async function waitForStart(
     if (error instanceof PipeError) fail(statusOfPipeError(error), error.message);
     if (request.signal.aborted) return undefined;
     throw error;
-  } finally {
-    wait.dispose();
   }
 }
 

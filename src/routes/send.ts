@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { PipeError, ReceiversGoneError } from '../broker/errors.js';
 import type { PipeHeaders, SenderSession } from '../broker/types.js';
-import { DeadlineError, deadlineSignal } from '../clock.js';
+import { DeadlineError, withDeadline } from '../clock.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
 import { fail, statusOfPipeError } from './http-error.js';
@@ -61,9 +61,12 @@ async function transfer(
   receivers: number,
   boundary: string | undefined,
 ): Promise<void> {
-  const wait = deadlineSignal(deps.clock, deps.config.limits.waitTimeoutMs, request.signal);
   try {
-    await session.waitForReceivers(wait.signal);
+    await withDeadline(
+      deps.clock,
+      deps.config.limits.waitTimeoutMs,
+      session.waitForReceivers(request.signal),
+    );
   } catch (error) {
     session.release();
     if (error instanceof DeadlineError) {
@@ -73,8 +76,6 @@ async function transfer(
     }
     transcript.close();
     return;
-  } finally {
-    wait.dispose();
   }
   transcript.info(`Start sending to ${receivers} receiver(s)!`);
 

@@ -6,7 +6,7 @@ import { createApp, defaultBroker } from '../../app.js';
 import type { Broker } from '../../broker/types.js';
 import type { Config } from '../../config.js';
 import { incomingBody } from './incoming-body.js';
-import { writeStreamResponse } from './write-stream-response.js';
+import { type StreamParts, writeStreamResponse } from './write-stream-response.js';
 
 export interface NodeServerOptions {
   /** Defaults to the broker `config` asks for. */
@@ -40,12 +40,13 @@ export async function startNodeServer(
   const broker = options.broker ?? defaultBroker(config);
   await broker.ready();
   // Streaming responses are written by `writeStreamResponse`; everything else by @hono/node-server.
-  const streaming = new WeakSet<Response>();
+  // What each streaming Response was made of, so it is written without materialising a full Response object.
+  const streaming = new WeakMap<Response, StreamParts>();
   const app = createApp(config, {
     broker,
     streamResponse: (body, init) => {
       const response = new Response(body, init);
-      streaming.add(response);
+      streaming.set(response, { body, init });
       return response;
     },
     requestBody: (request, env) => {
@@ -64,8 +65,9 @@ export async function startNodeServer(
     }
     const response = await app.fetch(request, env);
     const outgoing = (env as Partial<HttpBindings>).outgoing;
-    if (streaming.has(response) && outgoing instanceof ServerResponse) {
-      writeStreamResponse(response, outgoing);
+    const parts = streaming.get(response);
+    if (parts && outgoing instanceof ServerResponse) {
+      writeStreamResponse(parts, outgoing);
       return RESPONSE_ALREADY_SENT;
     }
     return response;

@@ -1,5 +1,11 @@
 import type { ServerResponse } from 'node:http';
 
+/** A streaming response as the app made it: its body and its init. */
+export interface StreamParts {
+  readonly body: ReadableStream<Uint8Array>;
+  readonly init: ResponseInit;
+}
+
 /**
  * Writes a streaming web Response to Node's ServerResponse. The generic `@hono/node-server` path adds a
  * default Content-Type to every body (a pipe whose sender sent none must pass none on) and logs a stack for
@@ -8,15 +14,20 @@ import type { ServerResponse } from 'node:http';
  * An errored body destroys the connection without the final chunk, so the client sees a truncated response
  * (curl exits 18), never a clean end. A client that leaves cancels the body, which tells the broker.
  */
-export function writeStreamResponse(response: Response, outgoing: ServerResponse): void {
-  const headers: Record<string, string> = {};
-  response.headers.forEach((value, name) => {
-    headers[name] = value;
+export function writeStreamResponse({ body, init }: StreamParts, outgoing: ServerResponse): void {
+  // The routes give plain records; anything else goes through Headers to normalise it.
+  const headers =
+    init.headers === undefined ||
+    (typeof init.headers === 'object' && !Array.isArray(init.headers) && !(init.headers instanceof Headers))
+      ? (init.headers as Record<string, string> | undefined)
+      : Object.fromEntries(new Headers(init.headers));
+  outgoing.writeHead(init.status ?? 200, headers);
+  const reader = body.getReader();
+  // The head goes out with the first chunk (one packet instead of two); if no chunk is ready within this turn
+  // of the event loop, it goes out alone so the client learns at once that its transfer started.
+  setImmediate(() => {
+    if (!outgoing.headersSent && !outgoing.destroyed) outgoing.flushHeaders();
   });
-  outgoing.writeHead(response.status, headers);
-  // Send the head now: a receiver's head is its signal that the transfer started.
-  outgoing.flushHeaders();
-  const reader = response.body!.getReader();
   let finished = false;
   const cancel = () => {
     if (!finished) reader.cancel().catch(() => {});
