@@ -6,9 +6,13 @@
 //   (c) 200 concurrent 1 MiB pipes (fetch): wall seconds
 //   (d) peak server RSS over the whole run
 //
-// Options (env): BENCH_ROUNDS (default 3), BENCH_GIB (default 1).
-import { spawn } from 'node:child_process';
+// piping-server itself (the protocol's origin) runs beside them when it can be installed from npm into
+// bench/.work (not part of the project: only measured). Options (env): BENCH_ROUNDS (default 3),
+// BENCH_GIB (default 1), BENCH_PIPING=0 to leave piping-server out.
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, peakRssMiB } from './proc-stats.js';
@@ -17,15 +21,50 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const GIB = Number(process.env.BENCH_GIB ?? 1);
 
+const PIPING_VERSION = '1.12.9';
+
+/** Installs piping-server into bench/.work once; returns its entry file, or undefined if npm cannot. */
+function pipingServerEntry() {
+  const work = join(root, 'bench', '.work');
+  const entry = join(work, 'node_modules', 'piping-server', 'dist', 'src', 'index.js');
+  if (!existsSync(entry)) {
+    process.stderr.write(`installing piping-server@${PIPING_VERSION} into bench/.work for comparison...\n`);
+    const result = spawnSync(
+      'npm',
+      [
+        'install',
+        '--prefix',
+        work,
+        '--no-save',
+        '--no-audit',
+        '--no-fund',
+        `piping-server@${PIPING_VERSION}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 },
+    );
+    if (result.status !== 0) return undefined;
+  }
+  return entry;
+}
+
+/** A port nobody listens on right now (piping-server cannot be asked for port 0 and report it). */
+async function freePort() {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  return port;
+}
+
 /** Starts a server process and resolves with its pid and base URL once it prints its port. */
-async function startServer(name, args) {
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+async function startServer(name, command, args) {
+  const child = spawn(command, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start`)), 10_000);
     child.stdout.on('data', (data) => {
       output += data;
-      const match = /listening on (?:http:\/\/[^:]+:)?(\d+)/.exec(output);
+      const match = /(?:listening on|Listen HTTP on) (?:http:\/\/[^:]+:)?(\d+)/i.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve(Number(match[1]));
@@ -103,9 +142,9 @@ const quantile = (values, q) => {
 
 async function main() {
   const servers = [
-    await startServer('raw relay', ['bench/raw-relay.js', '0']),
-    await startServer('edgepipe (memory)', [
-      'dist/cli/main.js',
+    await startServer('raw relay', process.execPath, ['bench/raw-relay.js', '0']),
+    // Started as `npm start` does: bin/edgepipe.js, with the V8 flags of its shebang.
+    await startServer('edgepipe (memory)', join(root, 'bin', 'edgepipe.js'), [
       'serve',
       '--host',
       '127.0.0.1',
@@ -113,9 +152,14 @@ async function main() {
       '0',
     ]),
   ];
+  const piping = process.env.BENCH_PIPING === '0' ? undefined : pipingServerEntry();
+  if (piping) {
+    const args = [piping, '--host', '127.0.0.1', '--http-port', String(await freePort())];
+    servers.push(await startServer(`piping-server ${PIPING_VERSION}`, process.execPath, args));
+  }
   const results = new Map(servers.map((s) => [s.name, { a: [], cpu: [], p50: [], p99: [], c: [] }]));
   try {
-    // Warm up both (JIT, connection pools) before measuring.
+    // Warm up every server (JIT, connection pools) before measuring.
     for (const server of servers) await latencies(server, 'warm', 50);
     for (let round = 0; round < ROUNDS; round++) {
       for (const server of servers) {

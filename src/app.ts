@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { MemoryBroker } from './broker/memory/memory-broker.js';
 import type { Broker } from './broker/types.js';
+import { sourceOfStream, streamOfSource } from './byte-source.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { CORS_ORIGIN, preflightHeaders } from './routes/cors.js';
@@ -18,12 +19,12 @@ export interface AppDeps {
   readonly clock?: Clock;
   /**
    * Reads a request's body when the runtime has a faster path than the web-standard `request.body`
-   * (the Node adapter streams its IncomingMessage without a copy). Defaults to `request.body`.
+   * (the Node adapter reads its IncomingMessage directly). Defaults to reading `request.body`.
    */
   readonly requestBody?: RequestBodyReader;
   /**
-   * Makes the Response of a streaming body. Defaults to `new Response(body, init)`; the Node adapter marks
-   * these responses to write them itself.
+   * Makes the Response of a streaming body. Defaults to a Response over a web ReadableStream; the Node
+   * adapter marks these responses and writes their sources to the socket itself.
    */
   readonly streamResponse?: StreamResponder;
   /** Where unexpected errors are reported (they answer 500 either way). */
@@ -50,8 +51,8 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
     config,
     broker: deps.broker ?? defaultBroker(config),
     clock: deps.clock ?? systemClock,
-    requestBody: deps.requestBody ?? ((request) => request.body),
-    streamResponse: deps.streamResponse ?? ((body, init) => new Response(body, init)),
+    requestBody: deps.requestBody ?? ((request) => sourceOfStream(request.body)),
+    streamResponse: deps.streamResponse ?? ((body, init) => new Response(streamOfSource(body), init)),
   };
   const logError = deps.logError ?? ((error: unknown) => console.error(error));
   const app = new Hono();

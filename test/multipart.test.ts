@@ -1,23 +1,28 @@
 import { describe, expect, it } from 'vitest';
+import { type ByteSource, sourceOfStream } from '../src/byte-source.js';
 import { attachmentOf, MultipartError, multipartBoundaryOf, readFirstPart } from '../src/routes/multipart.js';
 
 const enc = new TextEncoder();
 
 /** A stream of `bytes` cut at the given offsets. */
-function streamOf(bytes: Uint8Array, cuts: number[]): ReadableStream<Uint8Array> {
+function streamOf(bytes: Uint8Array, cuts: number[]): ByteSource {
   const points = [0, ...cuts.filter((c) => c > 0 && c < bytes.length).sort((a, b) => a - b), bytes.length];
   let i = 0;
-  return new ReadableStream({
-    pull(controller) {
-      if (i >= points.length - 1) return controller.close();
-      controller.enqueue(bytes.slice(points[i], points[i + 1]));
-      i++;
-    },
-  });
+  return sourceOfStream(
+    new ReadableStream({
+      pull(controller) {
+        if (i >= points.length - 1) return controller.close();
+        controller.enqueue(bytes.slice(points[i], points[i + 1]));
+        i++;
+      },
+    }),
+  );
 }
 
-async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+async function collect(source: ByteSource): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for (let chunk = await source.read(); chunk !== null; chunk = await source.read()) chunks.push(chunk);
+  return Buffer.concat(chunks);
 }
 
 function form(boundary: string, parts: Array<{ head: string; body: Uint8Array }>, preamble = ''): Uint8Array {

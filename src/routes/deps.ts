@@ -1,4 +1,5 @@
 import type { Broker } from '../broker/types.js';
+import type { ByteSource } from '../byte-source.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 
@@ -14,7 +15,7 @@ export interface RouteDeps {
 }
 
 /** Makes the Response for a streaming body; a runtime may keep track of these to write them its own way. */
-export type StreamResponder = (body: ReadableStream<Uint8Array>, init: ResponseInit) => Response;
+export type StreamResponder = (body: ByteSource, init: ResponseInit) => Response;
 
 /** `env` is what the runtime passes to `fetch` beside the request (Node: its IncomingMessage). */
-export type RequestBodyReader = (request: Request, env: unknown) => ReadableStream<Uint8Array> | null;
+export type RequestBodyReader = (request: Request, env: unknown) => ByteSource;

@@ -1,3 +1,5 @@
+import type { ByteSource } from '../byte-source.js';
+
 /**
  * A streaming reader of the first part of a `multipart/form-data` body (RFC 7578), for browsers and
  * `curl -F` uploads: the part's bytes stream out as they arrive, nothing is buffered beyond one delimiter's
@@ -27,8 +29,8 @@ export function multipartBoundaryOf(contentType: string | null): string | undefi
 export interface MultipartPart {
   /** The part's own headers (Content-Type, Content-Disposition, ...). */
   readonly headers: Headers;
-  /** The part's bytes; errors if the body ends before the closing delimiter. */
-  readonly body: ReadableStream<Uint8Array>;
+  /** The part's bytes; fails if the body ends before the closing delimiter. */
+  readonly body: ByteSource;
 }
 
 function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number): number {
@@ -69,20 +71,16 @@ function parseHead(head: string): Headers {
  * Reads up to the first part's bytes and returns its headers and a stream of its body.
  * @throws MultipartError when the preamble or the part head is malformed or too long.
  */
-export async function readFirstPart(
-  body: ReadableStream<Uint8Array>,
-  boundary: string,
-): Promise<MultipartPart> {
-  const reader = body.getReader();
+export async function readFirstPart(body: ByteSource, boundary: string): Promise<MultipartPart> {
   const encoder = new TextEncoder();
   const dashBoundary = encoder.encode(`--${boundary}`);
   const delimiter = encoder.encode(`\r\n--${boundary}`);
   let buffer: Uint8Array = new Uint8Array(0);
 
   const fill = async (): Promise<boolean> => {
-    const { done, value } = await reader.read();
-    if (done) return false;
-    buffer = concat(buffer, value);
+    const chunk = await body.read();
+    if (chunk === null) return false;
+    buffer = concat(buffer, chunk);
     return true;
   };
 
@@ -120,43 +118,49 @@ export async function readFirstPart(
   buffer = buffer.subarray(end + 4);
 
   let finished = false;
+  let drained = false;
   const drainRest = async () => {
     // The remaining parts are not forwarded, but the sender's request must be read to its end.
+    drained = true;
     try {
-      while (!(await reader.read()).done) {}
+      while ((await body.read()) !== null) {}
     } catch {}
   };
 
-  const partBody = new ReadableStream<Uint8Array>({
-    async pull(controller) {
+  const part: ByteSource = {
+    async read() {
+      if (finished) {
+        if (!drained) await drainRest();
+        return null;
+      }
       for (;;) {
         const at = indexOf(buffer, delimiter, 0);
         if (at !== -1) {
-          if (at > 0) controller.enqueue(buffer.slice(0, at));
+          const last = buffer.slice(0, at);
           finished = true;
           buffer = new Uint8Array(0);
-          controller.close();
+          if (last.length > 0) return last;
           await drainRest();
-          return;
+          return null;
         }
         // Everything but a possible delimiter prefix at the tail is part data.
         const safe = buffer.length - (delimiter.length - 1);
         if (safe > 0) {
-          controller.enqueue(buffer.slice(0, safe));
+          const chunk = buffer.slice(0, safe);
           buffer = buffer.slice(safe);
-          return;
+          return chunk;
         }
-        if (!(await fill())) {
-          controller.error(new MultipartError('The multipart body ended before its closing boundary.'));
-          return;
-        }
+        if (!(await fill()))
+          throw new MultipartError('The multipart body ended before its closing boundary.');
       }
     },
     cancel(reason) {
-      if (!finished) return reader.cancel(reason);
+      if (!drained) body.cancel(reason);
+      finished = true;
+      drained = true;
     },
-  });
-  return { headers, body: partBody };
+  };
+  return { headers, body: part };
 }
 
 /** The Content-Disposition a receiver gets for an uploaded part: a download named like the file sent. */

@@ -33,7 +33,9 @@ export function receiveRoute(deps: RouteDeps) {
     }
     const meta = await waitForStart(deps, request, session, target.path);
     if (!meta) return new Response(null, { status: 499 });
-    return deps.streamResponse(bodyOf(session), { headers: receiverHeaders(meta.headers) });
+    // The session is the body: read() pulls from the broker only as fast as the client takes it, cancel()
+    // tells the broker this receiver left.
+    return deps.streamResponse(session, { headers: receiverHeaders(meta.headers) });
   };
 }
 
@@ -62,26 +64,4 @@ async function waitForStart(
     if (request.signal.aborted) return undefined;
     throw error;
   }
-}
-
-/** The response body: pulls chunks from the broker only as fast as the client reads them. */
-function bodyOf(session: ReceiverSession): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        try {
-          const chunk = await session.read();
-          if (chunk === null) controller.close();
-          else controller.enqueue(chunk);
-        } catch (error) {
-          controller.error(error);
-        }
-      },
-      cancel() {
-        session.cancel();
-      },
-    },
-    // Nothing is read ahead of the client: the broker's window is the only buffer.
-    { highWaterMark: 0 },
-  );
 }

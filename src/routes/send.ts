@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { PipeError, ReceiversGoneError } from '../broker/errors.js';
 import type { PipeHeaders, SenderSession } from '../broker/types.js';
+import type { ByteSource } from '../byte-source.js';
 import { DeadlineError, withDeadline } from '../clock.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
@@ -47,7 +48,7 @@ export function sendRoute(deps: RouteDeps) {
     transcript.info(`${session.connectedAtOpen} receiver(s) has/have been connected.`);
     const body = deps.requestBody(request, c.env);
     void transfer(deps, request, body, session, transcript, target.receivers, boundary);
-    return deps.streamResponse(transcript.stream, { headers: TRANSCRIPT_HEADERS });
+    return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
   };
 }
 
@@ -55,7 +56,7 @@ export function sendRoute(deps: RouteDeps) {
 async function transfer(
   deps: RouteDeps,
   request: Request,
-  requestBody: ReadableStream<Uint8Array> | null,
+  requestBody: ByteSource,
   session: SenderSession,
   transcript: Transcript,
   receivers: number,
@@ -82,7 +83,7 @@ async function transfer(
   let body = requestBody;
   let headers: PipeHeaders;
   try {
-    if (boundary && body) {
+    if (boundary) {
       const part = await readFirstPart(body, boundary);
       body = part.body;
       headers = passthroughHeaders(
@@ -125,29 +126,26 @@ async function transfer(
 
 /** Moves the body into the pipe chunk by chunk, waiting on the window; reports how it ended. */
 async function pump(
-  body: ReadableStream<Uint8Array> | null,
+  body: ByteSource,
   session: SenderSession,
 ): Promise<'sent' | 'receivers-gone' | 'upload-failed'> {
-  const reader = body?.getReader();
   try {
-    if (reader) {
-      for (;;) {
-        let chunk: ReadableStreamReadResult<Uint8Array>;
-        try {
-          chunk = await reader.read();
-        } catch {
-          session.abort('The sender aborted the upload.');
-          return 'upload-failed';
-        }
-        if (chunk.done) break;
-        await session.write(chunk.value);
+    for (;;) {
+      let chunk: Uint8Array | null;
+      try {
+        chunk = await body.read();
+      } catch {
+        session.abort('The sender aborted the upload.');
+        return 'upload-failed';
       }
+      if (chunk === null) break;
+      await session.write(chunk);
     }
     await session.end();
     return 'sent';
   } catch (error) {
     // Nobody is left to read: stop reading the upload so the sender's request ends too.
-    reader?.cancel().catch(() => {});
+    body.cancel();
     if (error instanceof ReceiversGoneError) return 'receivers-gone';
     session.abort('The transfer failed.');
     return 'upload-failed';

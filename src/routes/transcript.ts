@@ -1,25 +1,17 @@
+import type { ByteSource } from '../byte-source.js';
+
 const encoder = new TextEncoder();
 
 /**
  * The sender's response body: `[INFO] ...` and `[ERROR] ...` lines a curl user reads while the transfer runs.
- * Lines written before the client reads are queued; there are a handful per transfer (at most a few per
- * receiver), so the queue stays small.
+ * Lines not yet read are queued; a transfer writes a handful (a few per receiver at most, and receivers are
+ * capped by `limits.maxReceivers`), so the queue stays small.
  */
-export class Transcript {
-  private controller!: ReadableStreamDefaultController<Uint8Array>;
+export class Transcript implements ByteSource {
+  private readonly lines: Uint8Array[] = [];
   private closed = false;
-  readonly stream: ReadableStream<Uint8Array>;
-
-  constructor() {
-    this.stream = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        this.controller = controller;
-      },
-      cancel: () => {
-        this.closed = true;
-      },
-    });
-  }
+  private cancelled = false;
+  private waiter: ((chunk: Uint8Array | null) => void) | undefined;
 
   info(line: string): void {
     this.write(`[INFO] ${line}\n`);
@@ -29,14 +21,38 @@ export class Transcript {
     this.write(`[ERROR] ${line}\n`);
   }
 
-  /** Ends the transcript cleanly. */
+  /** Ends the transcript cleanly once the queued lines are read. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.controller.close();
+    this.wake(null);
+  }
+
+  read(): Promise<Uint8Array | null> {
+    const line = this.lines.shift();
+    if (line) return Promise.resolve(line);
+    if (this.closed || this.cancelled) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+    this.lines.length = 0;
+    this.wake(null);
   }
 
   private write(text: string): void {
-    if (!this.closed) this.controller.enqueue(encoder.encode(text));
+    if (this.closed || this.cancelled) return;
+    const chunk = encoder.encode(text);
+    if (this.waiter) this.wake(chunk);
+    else this.lines.push(chunk);
+  }
+
+  private wake(chunk: Uint8Array | null): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.(chunk);
   }
 }

@@ -4,9 +4,10 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { createApp, defaultBroker } from '../../app.js';
 import type { Broker } from '../../broker/types.js';
+import { sourceOfStream } from '../../byte-source.js';
 import type { Config } from '../../config.js';
-import { incomingBody } from './incoming-body.js';
-import { type StreamParts, writeStreamResponse } from './write-stream-response.js';
+import { incomingSource } from './incoming-source.js';
+import { type SourceResponse, writeSourceResponse } from './write-source-response.js';
 
 export interface NodeServerOptions {
   /** Defaults to the broker `config` asks for. */
@@ -41,17 +42,18 @@ export async function startNodeServer(
   await broker.ready();
   // Streaming responses are written by `writeStreamResponse`; everything else by @hono/node-server.
   // What each streaming Response was made of, so it is written without materialising a full Response object.
-  const streaming = new WeakMap<Response, StreamParts>();
+  const streaming = new WeakMap<Response, SourceResponse>();
   const app = createApp(config, {
     broker,
     streamResponse: (body, init) => {
-      const response = new Response(body, init);
+      // A placeholder Response: only the adapter sees it, and it writes the source itself.
+      const response = new Response(null, init);
       streaming.set(response, { body, init });
       return response;
     },
     requestBody: (request, env) => {
       const incoming = (env as Partial<HttpBindings> | undefined)?.incoming;
-      return incoming instanceof IncomingMessage ? incomingBody(incoming) : request.body;
+      return incoming instanceof IncomingMessage ? incomingSource(incoming) : sourceOfStream(request.body);
     },
     ...(options.logError ? { logError: options.logError } : {}),
   });
@@ -67,7 +69,7 @@ export async function startNodeServer(
     const outgoing = (env as Partial<HttpBindings>).outgoing;
     const parts = streaming.get(response);
     if (parts && outgoing instanceof ServerResponse) {
-      writeStreamResponse(parts, outgoing);
+      writeSourceResponse(parts, outgoing);
       return RESPONSE_ALREADY_SENT;
     }
     return response;
