@@ -266,6 +266,18 @@ describe('transfers through app.request', () => {
     expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
   });
 
+  it('answers 429 with Retry-After when the server holds as many pipes as allowed', async () => {
+    const { request } = setup({ limits: { maxPipes: 1 } });
+    const first = request('/first');
+    await Promise.resolve();
+    const res = await request('/second', { method: 'PUT', body: 'x' });
+    expect(res.status).toBe(429);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(await res.text()).toBe('[ERROR] Too many pipes on this server; try again later.\n');
+    await request('/first', { method: 'PUT', body: 'done' });
+    expect(await (await first).text()).toBe('done');
+  });
+
   it('HEAD on a pipe never takes a slot', async () => {
     const { request, broker } = setup();
     const head = await request('/pipe', { method: 'HEAD' });

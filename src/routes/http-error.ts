@@ -20,6 +20,15 @@ export function fail(status: ContentfulStatusCode, message: string, headers?: Re
   });
 }
 
+/** Answers a broker refusal: its status (see README, "Errors"), and `Retry-After` for a capacity limit. */
+export function failWithPipeError(error: PipeError): never {
+  fail(
+    statusOfPipeError(error),
+    error.message,
+    error instanceof CapacityError ? { 'Retry-After': '1' } : undefined,
+  );
+}
+
 /** The status a broker refusal is answered with (see README: "Errors"). */
 export function statusOfPipeError(error: PipeError): ContentfulStatusCode {
   if (error instanceof PipeBusyError) return 409;

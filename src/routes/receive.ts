@@ -4,7 +4,7 @@ import type { PipeMeta, ReceiverSession } from '../broker/types.js';
 import { DeadlineError, withDeadline } from '../clock.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
-import { fail, statusOfPipeError } from './http-error.js';
+import { fail, failWithPipeError } from './http-error.js';
 import { receiverHeaders } from './passthrough-headers.js';
 import { pipeTargetOf } from './pipe-target.js';
 
@@ -28,7 +28,7 @@ export function receiveRoute(deps: RouteDeps) {
     try {
       session = await deps.broker.openReceiver(target);
     } catch (error) {
-      if (error instanceof PipeError) fail(statusOfPipeError(error), error.message);
+      if (error instanceof PipeError) failWithPipeError(error);
       throw error;
     }
     const meta = await waitForStart(deps, request, session, target.path);
@@ -60,7 +60,7 @@ async function waitForStart(
         `No sender came to '${path}' within ${Math.round(deps.config.limits.waitTimeoutMs / 1000)} s.`,
       );
     }
-    if (error instanceof PipeError) fail(statusOfPipeError(error), error.message);
+    if (error instanceof PipeError) failWithPipeError(error);
     if (request.signal.aborted) return undefined;
     throw error;
   }

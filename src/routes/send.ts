@@ -5,7 +5,7 @@ import type { ByteSource } from '../byte-source.js';
 import { DeadlineError, withDeadline } from '../clock.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
-import { fail, statusOfPipeError } from './http-error.js';
+import { fail, failWithPipeError } from './http-error.js';
 import { attachmentOf, MultipartError, multipartBoundaryOf, readFirstPart } from './multipart.js';
 import { passthroughHeaders } from './passthrough-headers.js';
 import { describeSenderEvent } from './pipe-events.js';
@@ -41,7 +41,7 @@ export function sendRoute(deps: RouteDeps) {
         onEvent: (event) => transcript.info(describeSenderEvent(event)),
       });
     } catch (error) {
-      if (error instanceof PipeError) fail(statusOfPipeError(error), error.message);
+      if (error instanceof PipeError) failWithPipeError(error);
       throw error;
     }
     transcript.info(`Waiting for ${target.receivers} receiver(s)...`);
