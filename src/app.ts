@@ -33,10 +33,10 @@ export interface AppDeps {
 
 const ALLOW = 'GET, HEAD, POST, PUT, OPTIONS';
 
-/** The broker a config asks for when the caller brings none. */
+/** The in-memory broker sized by `config` (runtimes with a Redis backend choose it in their adapter). */
 export function defaultBroker(config: Config): Broker {
   return new MemoryBroker({
-    windowBytes: config.broker.windowBytes,
+    windowBytes: config.broker.windowBytes ?? 1024 * 1024,
     maxPipes: config.limits.maxPipes,
     maxWaiting: config.limits.maxWaiting,
   });

@@ -28,15 +28,31 @@ export const configSchema = z
       .prefault({}),
     broker: z
       .object({
-        /** Bytes one pipe may hold between its sender and its slowest receiver before the sender is paused. */
+        /**
+         * Bytes one pipe may hold between its sender and its slowest receiver before the sender is paused.
+         * Defaults to 1 MiB in memory and 8 MiB in Redis (where a round trip per chunk needs a deeper window).
+         */
         windowBytes: z
           .number()
           .int()
           .min(16 * 1024)
           .max(1024 * MiB)
-          .default(1 * MiB),
+          .optional(),
+        /** `redis://` URL of the Redis that makes instances stateless; without it, pipes live in memory. */
+        redis: z
+          .string()
+          .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
+          .optional(),
+        /** Seed nodes (`host:port`) of a Redis Cluster, instead of `redis`. */
+        cluster: z
+          .array(z.string().regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port'))
+          .min(1)
+          .optional(),
       })
       .strict()
+      .refine((broker) => !(broker.redis && broker.cluster), {
+        message: 'give either redis or cluster, not both',
+      })
       .prefault({}),
     limits: z
       .object({

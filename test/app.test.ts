@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createApp } from '../src/app.js';
-import { MemoryBroker } from '../src/broker/memory/memory-broker.js';
+import { createApp, defaultBroker } from '../src/app.js';
+import type { MemoryBroker } from '../src/broker/memory/memory-broker.js';
 import { type ConfigInput, parseConfig } from '../src/config.js';
 import { VERSION } from '../src/version.js';
 import { ManualClock } from './helpers/manual-clock.js';
@@ -13,11 +13,7 @@ const BASE = 'http://edge.test';
 function setup(input: ConfigInput = {}) {
   const config = parseConfig(input);
   const clock = new ManualClock();
-  const broker = new MemoryBroker({
-    windowBytes: config.broker.windowBytes,
-    maxPipes: config.limits.maxPipes,
-    maxWaiting: config.limits.maxWaiting,
-  });
+  const broker = defaultBroker(config) as MemoryBroker;
   const app = createApp(config, { broker, clock, logError: () => {} });
   const request = (path: string, init?: RequestInit) => app.request(`${BASE}${path}`, init);
   return { app, broker, clock, request };

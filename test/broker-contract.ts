@@ -33,6 +33,15 @@ async function readAll(session: ReceiverSession): Promise<Uint8Array[]> {
   return chunks;
 }
 
+/**
+ * Waits until `condition` holds (bounded): a distributed backend tells its parties asynchronously, so what a
+ * party does is seen by the others a little later.
+ */
+async function eventually(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 400 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  if (!condition()) throw new Error(`timed out waiting until ${what}`);
+}
+
 /** Whether `promise` is still pending after the event loop has turned a few times. */
 async function isPending(promise: Promise<unknown>): Promise<boolean> {
   let settled = false;
@@ -152,7 +161,7 @@ export function runBrokerTests({ name, newBroker }: BrokerContractOptions): void
 
       const lonely = await broker.openSender({ path: '/left2', receivers: 1 });
       lonely.release();
-      expect(broker.stats()).toMatchObject({ waiting: 0 });
+      await eventually(() => broker.stats().waiting === 0, 'nobody waits');
       const r2 = await broker.openReceiver({ path: '/left2', receivers: 2 }); // n is free again
       const s2 = await broker.openSender({ path: '/left2', receivers: 2 });
       expect(s2.connectedAtOpen).toBe(1);
@@ -165,6 +174,7 @@ export function runBrokerTests({ name, newBroker }: BrokerContractOptions): void
       const sender = await broker.openSender({ path: '/rl', receivers: 2, onEvent: (e) => events.push(e) });
       const r1 = await broker.openReceiver({ path: '/rl', receivers: 2 });
       r1.cancel();
+      await eventually(() => events.at(-1)?.type === 'receiver-left', 'the sender hears of it');
       expect(events.at(-1)).toEqual({ type: 'receiver-left', connected: 0, receivers: 2 });
       await broker.openReceiver({ path: '/rl', receivers: 2 });
       await broker.openReceiver({ path: '/rl', receivers: 2 });
@@ -178,7 +188,10 @@ export function runBrokerTests({ name, newBroker }: BrokerContractOptions): void
       expect(broker.stats()).toEqual({ pipes: 2, waiting: 2 });
       r.cancel();
       s.release();
-      expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+      await eventually(
+        () => broker.stats().pipes === 0 && broker.stats().waiting === 0,
+        'both are forgotten',
+      );
     });
 
     it('sender abort mid-body fails every receiver: truncation is never silent', async () => {
@@ -211,6 +224,7 @@ export function runBrokerTests({ name, newBroker }: BrokerContractOptions): void
       const reading = readAll(stayer);
       await sender.write(bytes('one,'));
       quitter.cancel();
+      await eventually(() => events.at(-1)?.type === 'receiver-aborted', 'the sender hears of it');
       expect(events.at(-1)).toEqual({ type: 'receiver-aborted', remaining: 1, receivers: 2 });
       // The quitter no longer holds the window back: many windows' worth still flows to the stayer.
       const chunk = new Uint8Array(16 * 1024).fill(1);
@@ -271,7 +285,7 @@ export function runBrokerTests({ name, newBroker }: BrokerContractOptions): void
       controller.abort(new Error('client left'));
       await expect(waiting).rejects.toThrow('client left');
       sender.release();
-      expect(broker.stats().pipes).toBe(0);
+      await eventually(() => broker.stats().pipes === 0, 'the pipe is forgotten');
     });
 
     it('a path is reusable once its transfer has ended', async () => {
@@ -287,7 +301,7 @@ export function runBrokerTests({ name, newBroker }: BrokerContractOptions): void
         await s.end();
         expect(text(await reading)).toBe(`round ${round}`);
       }
-      expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+      await eventually(() => broker.stats().pipes === 0 && broker.stats().waiting === 0, 'all is forgotten');
     });
 
     it('limits: pipes and waiting parties are capped', async () => {

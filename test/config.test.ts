@@ -9,7 +9,7 @@ describe('config', () => {
   it('fills in the documented defaults', () => {
     expect(parseConfig({})).toEqual({
       server: { host: '0.0.0.0', port: 8080, shutdownGraceMs: 30_000, maxHeaderBytes: 16_384 },
-      broker: { windowBytes: 1_048_576 },
+      broker: {},
       limits: {
         maxReceivers: 32,
         maxPathBytes: 1024,
@@ -18,6 +18,23 @@ describe('config', () => {
         waitTimeoutMs: 600_000,
       },
     });
+  });
+
+  it('takes a Redis URL or cluster seeds, not both', () => {
+    expect(parseConfig({ broker: { redis: 'redis://r:6379' } }).broker.redis).toBe('redis://r:6379');
+    expect(parseConfig({ broker: { cluster: ['a:7000', 'b:7001'] } }).broker.cluster).toEqual([
+      'a:7000',
+      'b:7001',
+    ]);
+    expect(() => parseConfig({ broker: { redis: 'http://x' } })).toThrow(
+      'broker.redis: expected a redis:// or rediss:// URL',
+    );
+    expect(() => parseConfig({ broker: { cluster: ['nope'] } })).toThrow(
+      'broker.cluster.0: expected host:port',
+    );
+    expect(() => parseConfig({ broker: { redis: 'redis://a', cluster: ['b:1'] } })).toThrow(
+      'broker: give either redis or cluster, not both',
+    );
   });
 
   it('names every bad key', () => {

@@ -67,6 +67,15 @@ export class ReceiversGoneError extends PipeError {
   }
 }
 
+/** The broker's backend (Redis) cannot be reached right now; new pipes are refused until it is back. */
+export class BrokerUnavailableError extends PipeError {
+  readonly code = 'BROKER_UNAVAILABLE';
+  override name = 'BrokerUnavailableError';
+  constructor(cause?: unknown) {
+    super('The pipe broker is unavailable (its Redis cannot be reached); try again shortly.', { cause });
+  }
+}
+
 /** The broker is closing or closed. */
 export class BrokerClosedError extends PipeError {
   readonly code = 'BROKER_CLOSED';

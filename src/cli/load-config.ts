@@ -6,6 +6,7 @@ export interface ConfigFlags {
   readonly host?: string | undefined;
   readonly port?: string | undefined;
   readonly config?: string | undefined;
+  readonly redis?: string | undefined;
 }
 
 type Json = Record<string, unknown>;
@@ -36,8 +37,8 @@ function parsePort(value: string, source: string): number {
 }
 
 /**
- * Builds the one Config: the JSON file (`--config` or EDGEPIPE_CONFIG), then the environment (HOST, PORT),
- * then flags; a later source beats an earlier one. Validation names the bad key.
+ * Builds the one Config: the JSON file (`--config` or EDGEPIPE_CONFIG), then the environment (HOST, PORT,
+ * REDIS_URL), then flags; a later source beats an earlier one. Validation names the bad key.
  */
 export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): Config {
   const file = flags.config ?? env.EDGEPIPE_CONFIG;
@@ -47,5 +48,8 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): Config {
   if (env.PORT) server.port = parsePort(env.PORT, 'PORT');
   if (flags.host !== undefined) server.host = flags.host;
   if (flags.port !== undefined) server.port = parsePort(flags.port, '--port');
-  return parseConfig({ ...base, server });
+  const broker: Json = { ...((base.broker as Json | undefined) ?? {}) };
+  if (env.REDIS_URL) broker.redis = env.REDIS_URL;
+  if (flags.redis !== undefined) broker.redis = flags.redis;
+  return parseConfig({ ...base, server, broker });
 }

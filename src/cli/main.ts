@@ -1,14 +1,20 @@
 import { Command, Option } from 'commander';
+import { brokerName } from '../adapter/node/broker-from-config.js';
 import { startNodeServer } from '../adapter/node/serve.js';
 import { ConfigError } from '../config.js';
 import { VERSION } from '../version.js';
 import { loadConfig } from './load-config.js';
 
 /** `edgepipe serve`: run the broker until SIGTERM/SIGINT, then drain. */
-async function serve(flags: { host?: string; port?: string; config?: string }): Promise<void> {
+async function serve(flags: {
+  host?: string;
+  port?: string;
+  config?: string;
+  redis?: string;
+}): Promise<void> {
   const config = loadConfig(flags, process.env);
   const running = await startNodeServer(config);
-  console.log(`edgepipe ${VERSION} listening on ${running.url} (in-memory broker)`);
+  console.log(`edgepipe ${VERSION} listening on ${running.url} (${brokerName(config)})`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -42,6 +48,11 @@ export function buildProgram(): Command {
     .addOption(new Option('--host <host>', 'interface to listen on (default 0.0.0.0)').env('HOST'))
     .addOption(new Option('--port <port>', 'port to listen on (default 8080)').env('PORT'))
     .addOption(new Option('--config <file>', 'JSON config file').env('EDGEPIPE_CONFIG'))
+    .addOption(
+      new Option('--redis <url>', 'Redis URL: stateless instances sharing pipes (default: in memory)').env(
+        'REDIS_URL',
+      ),
+    )
     .action(serve);
   return program;
 }

@@ -2,6 +2,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import {
   BrokerClosedError,
+  BrokerUnavailableError,
   CapacityError,
   PipeBusyError,
   type PipeError,
@@ -34,7 +35,7 @@ export function statusOfPipeError(error: PipeError): ContentfulStatusCode {
   if (error instanceof PipeBusyError) return 409;
   if (error instanceof ReceiverCountMismatchError) return 400;
   if (error instanceof CapacityError) return 429;
-  if (error instanceof BrokerClosedError) return 503;
+  if (error instanceof BrokerClosedError || error instanceof BrokerUnavailableError) return 503;
   // The peer this request depends on failed, as an upstream would.
   if (error instanceof SenderAbortedError) return 502;
   return 500;

@@ -2,10 +2,11 @@ import { createServer, IncomingMessage, type Server, ServerResponse } from 'node
 import type { AddressInfo } from 'node:net';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { createApp, defaultBroker } from '../../app.js';
+import { createApp } from '../../app.js';
 import type { Broker } from '../../broker/types.js';
 import { sourceOfStream } from '../../byte-source.js';
 import type { Config } from '../../config.js';
+import { brokerFromConfig } from './broker-from-config.js';
 import { incomingSource } from './incoming-source.js';
 import { type SourceResponse, writeSourceResponse } from './write-source-response.js';
 
@@ -38,7 +39,7 @@ export async function startNodeServer(
   config: Config,
   options: NodeServerOptions = {},
 ): Promise<RunningServer> {
-  const broker = options.broker ?? defaultBroker(config);
+  const broker = options.broker ?? brokerFromConfig(config);
   await broker.ready();
   // Streaming responses are written by `writeStreamResponse`; everything else by @hono/node-server.
   // What each streaming Response was made of, so it is written without materialising a full Response object.

@@ -1,0 +1,69 @@
+import { Cluster, Redis } from 'ioredis';
+import {
+  appendScript,
+  finishScript,
+  leaveScript,
+  openScript,
+  progressScript,
+  type ScriptDefinition,
+  startScript,
+} from './scripts.js';
+
+/** Where the broker's Redis is: one server, or the seed nodes of a Redis Cluster. */
+export type RedisTarget =
+  | { readonly url: string }
+  | { readonly cluster: ReadonlyArray<{ host: string; port: number }> };
+
+type ScriptArg = string | number | Buffer | Uint8Array;
+type ScriptReply = unknown;
+
+/** The broker's scripts as typed calls (ioredis `defineCommand` runs them with EVALSHA). */
+export interface ScriptCalls {
+  open(keys: [string, string], args: ScriptArg[]): Promise<ScriptReply>;
+  leave(keys: [string, string], args: ScriptArg[]): Promise<ScriptReply>;
+  start(keys: [string], args: ScriptArg[]): Promise<ScriptReply>;
+  append(keys: [string, string, string], args: ScriptArg[]): Promise<ScriptReply>;
+  finish(keys: [string], args: ScriptArg[]): Promise<ScriptReply>;
+  progress(keys: [string], args: ScriptArg[]): Promise<ScriptReply>;
+}
+
+const SCRIPTS: Record<keyof ScriptCalls, ScriptDefinition> = {
+  open: openScript,
+  leave: leaveScript,
+  start: startScript,
+  append: appendScript,
+  finish: finishScript,
+  progress: progressScript,
+};
+
+/** Connection options shared by every connection the broker opens. */
+const CONNECTION_OPTIONS = {
+  lazyConnect: true,
+  // Fail a command quickly while Redis is unreachable instead of queueing it for ever: new requests get a
+  // clear 503 and running transfers end with an error, never a silent stall.
+  maxRetriesPerRequest: 1,
+  enableOfflineQueue: true,
+  // Reconnect with clamped exponential backoff plus jitter.
+  retryStrategy: (attempt: number) =>
+    Math.min(2000, 50 * 2 ** Math.min(attempt, 6)) + Math.floor(Math.random() * 100),
+} as const;
+
+/** Opens a command connection to `target`. */
+export function connect(target: RedisTarget): Redis | Cluster {
+  if ('url' in target) return new Redis(target.url, CONNECTION_OPTIONS);
+  return new Cluster([...target.cluster], { lazyConnect: true, redisOptions: CONNECTION_OPTIONS });
+}
+
+/** Registers the scripts on a connection and returns them as typed calls. */
+export function scriptsOn(redis: Redis | Cluster): ScriptCalls {
+  const calls = {} as Record<string, (keys: string[], args: ScriptArg[]) => Promise<ScriptReply>>;
+  for (const [name, script] of Object.entries(SCRIPTS)) {
+    const command = `ep_${name}`;
+    redis.defineCommand(command, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+    const run = (redis as unknown as Record<string, (...args: ScriptArg[]) => Promise<ScriptReply>>)[
+      command
+    ]!;
+    calls[name] = (keys, args) => run.call(redis, ...keys, ...args);
+  }
+  return calls as unknown as ScriptCalls;
+}

@@ -1,0 +1,48 @@
+import { decode, encode } from '@msgpack/msgpack';
+
+/**
+ * Frames of a transfer's data stream, msgpack-encoded: `[kind, seq, offset, payload?]`. `seq` numbers frames
+ * from 0 so a reader notices a gap (a trimmed chunk) instead of skipping bytes; `offset` is the byte offset of
+ * the frame's first byte, which resume uses.
+ */
+export type Frame =
+  | { readonly kind: 'data'; readonly seq: number; readonly offset: number; readonly payload: Uint8Array }
+  | { readonly kind: 'end'; readonly seq: number; readonly offset: number }
+  | { readonly kind: 'abort'; readonly seq: number; readonly offset: number; readonly reason: string };
+
+const KIND = { data: 0, end: 1, abort: 2 } as const;
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  switch (frame.kind) {
+    case 'data':
+      return encode([KIND.data, frame.seq, frame.offset, frame.payload]);
+    case 'end':
+      return encode([KIND.end, frame.seq, frame.offset]);
+    case 'abort':
+      return encode([KIND.abort, frame.seq, frame.offset, frame.reason]);
+  }
+}
+
+/** A frame that does not decode is corruption, never data. */
+export class FrameError extends Error {
+  readonly code = 'FRAME_INVALID';
+  override name = 'FrameError';
+}
+
+export function decodeFrame(bytes: Uint8Array): Frame {
+  const value = decode(bytes);
+  if (!Array.isArray(value) || typeof value[1] !== 'number' || typeof value[2] !== 'number') {
+    throw new FrameError('malformed frame');
+  }
+  const [kind, seq, offset, extra] = value as [number, number, number, unknown];
+  if (kind === KIND.data && extra instanceof Uint8Array) return { kind: 'data', seq, offset, payload: extra };
+  if (kind === KIND.end) return { kind: 'end', seq, offset };
+  if (kind === KIND.abort)
+    return { kind: 'abort', seq, offset, reason: typeof extra === 'string' ? extra : '' };
+  throw new FrameError(`unknown frame kind ${String(kind)}`);
+}
+
+/** A Uint8Array as a Buffer over the same memory: ioredis sends Buffers as bytes, other views as text. */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

@@ -1,0 +1,24 @@
+/**
+ * Every key name of the Redis broker, built in one place. All keys of one pipe share the hash tag `{<path>}`,
+ * so a pipe's multi-key scripts run on one Redis Cluster slot.
+ */
+export interface PipeKeys {
+  /** Hash: state, n, sender, gen, headers. */
+  readonly meta: string;
+  /** Hash: receiver id → bytes it has read (-1 while waiting). */
+  readonly readers: string;
+  /** Pub/Sub channel of the pipe's events (classic Pub/Sub: a cluster delivers it from any node). */
+  readonly events: string;
+  /** Stream of one transfer's frames; a new transfer on the same path gets a new generation. */
+  data(generation: string): string;
+}
+
+export function pipeKeys(prefix: string, path: string): PipeKeys {
+  const tag = `${prefix}{${path}}`;
+  return {
+    meta: `${tag}:m`,
+    readers: `${tag}:r`,
+    events: `${tag}:e`,
+    data: (generation) => `${tag}:d:${generation}`,
+  };
+}

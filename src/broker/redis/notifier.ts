@@ -1,0 +1,45 @@
+import type { Cluster, Redis } from 'ioredis';
+
+type Listener = (message: string) => void;
+
+/**
+ * Multiplexes every wait of this instance over one Pub/Sub connection: 10,000 waiting parties share it
+ * instead of holding 10,000 blocking connections. Pub/Sub is at-most-once (a message published while the
+ * connection is down is lost), so waiters also re-check state on a timer; a message only wakes them sooner.
+ */
+export class Notifier {
+  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly subscribing = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly subscriber: Redis | Cluster) {
+    subscriber.on('message', (channel: string, message: string) => {
+      const set = this.listeners.get(channel);
+      if (set) for (const listener of set) listener(message);
+    });
+  }
+
+  /** Channels listened to right now. */
+  get channels(): number {
+    return this.listeners.size;
+  }
+
+  /** Calls `listener` for each message on `channel` from the moment the subscription is acknowledged. */
+  async listen(channel: string, listener: Listener): Promise<() => void> {
+    let set = this.listeners.get(channel);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(channel, set);
+      const subscribed = this.subscriber.subscribe(channel);
+      this.subscribing.set(channel, subscribed);
+      subscribed.finally(() => this.subscribing.delete(channel)).catch(() => {});
+    }
+    set.add(listener);
+    await this.subscribing.get(channel);
+    const listeners = set;
+    return () => {
+      if (!listeners.delete(listener) || listeners.size > 0) return;
+      if (this.listeners.get(channel) === listeners) this.listeners.delete(channel);
+      this.subscriber.unsubscribe(channel).catch(() => {});
+    };
+  }
+}

@@ -1,0 +1,36 @@
+import type { Cluster, Redis } from 'ioredis';
+import type { ScriptCalls } from './connection.js';
+import type { PipeKeys } from './keys.js';
+import type { Notifier } from './notifier.js';
+
+/** Tunables of the Redis broker that sessions need. */
+export interface RedisPipeOptions {
+  /** Bytes between the sender's head and the slowest receiver before the sender waits. */
+  readonly windowBytes: number;
+  /** Lifetime of an idle pipe's keys; every write refreshes it. */
+  readonly ttlMs: number;
+  /** How often a waiting session re-checks Redis even without a message (Pub/Sub can lose one). */
+  readonly pollMs: number;
+  /** Stream length cap in entries: a memory bound, not flow control (a reader detects a gap). */
+  readonly maxStreamEntries: number;
+}
+
+/** What one session of one pipe works with. */
+export interface PipeContext {
+  readonly redis: Redis | Cluster;
+  readonly scripts: ScriptCalls;
+  readonly notifier: Notifier;
+  readonly keys: PipeKeys;
+  readonly path: string;
+  readonly receivers: number;
+  readonly generation: string;
+  readonly options: RedisPipeOptions;
+}
+
+/** How a session tells its broker about its life, for the instance's limits and drain. */
+export interface PartyHooks {
+  /** The party's wait is over (its transfer started, or it left). */
+  settled(): void;
+  /** The party is done with the pipe. */
+  done(): void;
+}

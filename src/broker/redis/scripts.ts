@@ -1,0 +1,168 @@
+/**
+ * The Redis broker's atomic steps, as Lua scripts (run with EVALSHA through ioredis `defineCommand`). Each
+ * touches the keys of one pipe only (one hash tag), so they run on a Redis Cluster too. Events are published
+ * from inside the scripts, so their order matches the order of the state changes.
+ *
+ * Pipe states: w (waiting for parties), e (established: all present), s (started: headers known),
+ * f (finished), a (aborted). A finished or aborted pipe is free for a new transfer on the same path.
+ */
+
+export interface ScriptDefinition {
+  readonly numberOfKeys: number;
+  readonly lua: string;
+}
+
+/**
+ * Claims the sender slot or one receiver slot.
+ * KEYS: [1] meta hash, [2] readers hash
+ * ARGV: [1] role 's' | 'r', [2] party id, [3] n, [4] ttl ms, [5] generation for a new transfer, [6] channel
+ * Output: {'ok', receivers present, established 0|1, generation}
+ *       | {'err', 'established' | 'sender' | 'full'} | {'err', 'mismatch', n of the pipe}
+ */
+export const openScript: ScriptDefinition = {
+  numberOfKeys: 2,
+  lua: `
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'f' or state == 'a' then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  state = false
+end
+local n = tonumber(ARGV[3])
+if not state then
+  redis.call('HSET', KEYS[1], 'state', 'w', 'n', n, 'gen', ARGV[5])
+elseif state ~= 'w' then
+  return {'err', 'established'}
+else
+  local pipeN = tonumber(redis.call('HGET', KEYS[1], 'n'))
+  if pipeN ~= n then return {'err', 'mismatch', pipeN} end
+end
+if ARGV[1] == 's' then
+  if redis.call('HEXISTS', KEYS[1], 'sender') == 1 then return {'err', 'sender'} end
+  redis.call('HSET', KEYS[1], 'sender', ARGV[2])
+else
+  if redis.call('HLEN', KEYS[2]) >= n then return {'err', 'full'} end
+  redis.call('HSET', KEYS[2], ARGV[2], '-1')
+end
+local present = redis.call('HLEN', KEYS[2])
+local established = 0
+if present == n and redis.call('HEXISTS', KEYS[1], 'sender') == 1 then
+  redis.call('HSET', KEYS[1], 'state', 'e')
+  established = 1
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[6], ARGV[1] .. ':' .. present .. ':' .. established)
+return {'ok', present, established, redis.call('HGET', KEYS[1], 'gen')}
+`,
+};
+
+/**
+ * A party leaves. Before the start its slot is freed (and an empty pipe deleted); a receiver leaving a
+ * running transfer is an abort the sender hears of.
+ * KEYS: [1] meta hash, [2] readers hash
+ * ARGV: [1] role 's' | 'r', [2] party id, [3] generation, [4] channel
+ * Output: {'waiting', receivers present} | {'aborted', receivers remaining} | {'gone'}
+ */
+export const leaveScript: ScriptDefinition = {
+  numberOfKeys: 2,
+  lua: `
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[3] then return {'gone'} end
+if ARGV[1] == 's' then
+  if state ~= 'w' or redis.call('HGET', KEYS[1], 'sender') ~= ARGV[2] then return {'gone'} end
+  redis.call('HDEL', KEYS[1], 'sender')
+  local present = redis.call('HLEN', KEYS[2])
+  if present == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
+  redis.call('PUBLISH', ARGV[4], 'sleft:' .. present)
+  return {'waiting', present}
+end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return {'gone'} end
+redis.call('HDEL', KEYS[2], ARGV[2])
+local present = redis.call('HLEN', KEYS[2])
+if state == 'w' then
+  if present == 0 and redis.call('HEXISTS', KEYS[1], 'sender') == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
+  redis.call('PUBLISH', ARGV[4], 'rleft:' .. present)
+  return {'waiting', present}
+end
+redis.call('PUBLISH', ARGV[4], 'raborted:' .. present)
+return {'aborted', present}
+`,
+};
+
+/**
+ * The sender starts the transfer: receivers may now read the headers and the data.
+ * KEYS: [1] meta hash
+ * ARGV: [1] generation, [2] encoded headers, [3] ttl ms, [4] channel
+ * Output: 1 started | 0 the pipe is no longer established (aborted or gone)
+ */
+export const startScript: ScriptDefinition = {
+  numberOfKeys: 1,
+  lua: `
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'e' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 's', 'headers', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], 'start')
+return 1
+`,
+};
+
+/**
+ * Appends one frame and reports the backlog the slowest remaining receiver has, for flow control.
+ * KEYS: [1] data stream, [2] readers hash, [3] meta hash
+ * ARGV: [1] frame, [2] offset after this frame, [3] ttl ms, [4] channel, [5] max stream length (entries),
+ *       [6] new state ('' to keep; 'a' aborted: the path is free again at once)
+ * Output: backlog in bytes (head offset minus the slowest receiver's), or -1 when no receiver is left
+ */
+export const appendScript: ScriptDefinition = {
+  numberOfKeys: 3,
+  lua: `
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'f', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[3], 'state', ARGV[6]) end
+redis.call('PUBLISH', ARGV[4], 'data')
+local offsets = redis.call('HVALS', KEYS[2])
+if #offsets == 0 then return -1 end
+local head = tonumber(ARGV[2])
+local slowest = head
+for _, value in ipairs(offsets) do
+  local offset = tonumber(value)
+  if offset < 0 then offset = 0 end
+  if offset < slowest then slowest = offset end
+end
+return head - slowest
+`,
+};
+
+/**
+ * The sender is done with a finished transfer (every remaining receiver has read it all): the path is free.
+ * KEYS: [1] meta hash
+ * ARGV: [1] generation, [2] ttl ms for what is left
+ * Output: 1 | 0 (another transfer owns the path already)
+ */
+export const finishScript: ScriptDefinition = {
+  numberOfKeys: 1,
+  lua: `
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'f')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`,
+};
+
+/**
+ * A receiver reports how far it has read (flow control for the sender, and the sender's "all received").
+ * KEYS: [1] readers hash
+ * ARGV: [1] receiver id, [2] bytes read, [3] channel
+ * Output: 1 recorded | 0 this receiver is no longer part of the pipe
+ */
+export const progressScript: ScriptDefinition = {
+  numberOfKeys: 1,
+  lua: `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'progress')
+return 1
+`,
+};
