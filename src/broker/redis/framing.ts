@@ -1,9 +1,11 @@
 import { decode, encode } from '@msgpack/msgpack';
 
 /**
- * Frames of a transfer's data stream, msgpack-encoded: `[kind, seq, offset, payload?]`. `seq` numbers frames
- * from 0 so a reader notices a gap (a trimmed chunk) instead of skipping bytes; `offset` is the byte offset of
- * the frame's first byte, which resume uses.
+ * Frames of a transfer's data stream. Each stream entry holds a msgpack header `[kind, seq, offset, reason?]`
+ * (field `h`) and the payload as it is (field `p`): encoding the payload into the msgpack buffer would copy
+ * every byte once more (measured: the encoder's buffer growth alone was 2 % of the server's CPU). `seq`
+ * numbers frames from 0 so a reader notices a gap (a trimmed chunk) instead of skipping bytes; `offset` is
+ * the byte offset of the frame's first byte, which resume uses.
  */
 export type Frame =
   | { readonly kind: 'data'; readonly seq: number; readonly offset: number; readonly payload: Uint8Array }
@@ -12,10 +14,11 @@ export type Frame =
 
 const KIND = { data: 0, end: 1, abort: 2 } as const;
 
-export function encodeFrame(frame: Frame): Uint8Array {
+/** The header of a frame; the payload travels beside it. */
+export function encodeFrameHeader(frame: Frame): Uint8Array {
   switch (frame.kind) {
     case 'data':
-      return encode([KIND.data, frame.seq, frame.offset, frame.payload]);
+      return encode([KIND.data, frame.seq, frame.offset]);
     case 'end':
       return encode([KIND.end, frame.seq, frame.offset]);
     case 'abort':
@@ -29,13 +32,14 @@ export class FrameError extends Error {
   override name = 'FrameError';
 }
 
-export function decodeFrame(bytes: Uint8Array): Frame {
-  const value = decode(bytes);
+/** Reads a frame back from its stream entry's header and payload. */
+export function decodeFrame(header: Uint8Array, payload: Uint8Array): Frame {
+  const value = decode(header);
   if (!Array.isArray(value) || typeof value[1] !== 'number' || typeof value[2] !== 'number') {
     throw new FrameError('malformed frame');
   }
   const [kind, seq, offset, extra] = value as [number, number, number, unknown];
-  if (kind === KIND.data && extra instanceof Uint8Array) return { kind: 'data', seq, offset, payload: extra };
+  if (kind === KIND.data) return { kind: 'data', seq, offset, payload };
   if (kind === KIND.end) return { kind: 'end', seq, offset };
   if (kind === KIND.abort)
     return { kind: 'abort', seq, offset, reason: typeof extra === 'string' ? extra : '' };

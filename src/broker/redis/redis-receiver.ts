@@ -5,6 +5,14 @@ import { decodeFrame } from './framing.js';
 import type { PartyHooks, PipeContext } from './pipe-context.js';
 import { Wakeup } from './wakeup.js';
 
+const EMPTY = new Uint8Array(0);
+
+/** A field of a stream entry (`[name, value, name, value, ...]`). */
+function fieldOf(fields: Buffer[], name: string): Uint8Array {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) return fields[i + 1]!;
+  return EMPTY;
+}
+
 /** Frames fetched per round trip: enough to keep a fast receiver busy while the next fetch is under way. */
 const FETCH_COUNT = 64;
 
@@ -120,7 +128,7 @@ export class RedisReceiverSession implements ReceiverSession {
     const entries = await redis.xrangeBuffer(keys.data(generation), start, '+', 'COUNT', FETCH_COUNT);
     for (const [id, fields] of entries) {
       this.lastId = id.toString();
-      const frame = decodeFrame(fields[1]!);
+      const frame = decodeFrame(fieldOf(fields, 'h'), fieldOf(fields, 'p'));
       if (frame.seq !== this.expectedSeq) {
         this.failure = new StreamGapError(this.expectedSeq, frame.seq);
         break;

@@ -109,22 +109,25 @@ return 1
 /**
  * Appends one frame and reports the backlog the slowest remaining receiver has, for flow control.
  * KEYS: [1] data stream, [2] readers hash, [3] meta hash
- * ARGV: [1] frame, [2] offset after this frame, [3] ttl ms, [4] channel, [5] max stream length (entries),
- *       [6] new state ('' to keep; 'a' aborted: the path is free again at once)
+ * ARGV: [1] frame header (msgpack), [2] payload ('' for none), [3] offset after this frame, [4] ttl ms
+ *       ('' to leave the expiry alone: refreshed every few seconds, not per chunk), [5] channel,
+ *       [6] max stream length (entries), [7] new state ('' to keep; 'a' aborted: the path is free again)
  * Output: backlog in bytes (head offset minus the slowest receiver's), or -1 when no receiver is left
  */
 export const appendScript: ScriptDefinition = {
   numberOfKeys: 3,
   lua: `
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'f', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[3], 'state', ARGV[6]) end
-redis.call('PUBLISH', ARGV[4], 'data')
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'h', ARGV[1], 'p', ARGV[2])
+if ARGV[4] ~= '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[3], 'state', ARGV[7]) end
+redis.call('PUBLISH', ARGV[5], 'data')
 local offsets = redis.call('HVALS', KEYS[2])
 if #offsets == 0 then return -1 end
-local head = tonumber(ARGV[2])
+local head = tonumber(ARGV[3])
 local slowest = head
 for _, value in ipairs(offsets) do
   local offset = tonumber(value)
