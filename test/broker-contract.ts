@@ -43,7 +43,7 @@ async function eventually(condition: () => boolean, what: string): Promise<void>
 }
 
 /** Whether `promise` is still pending after the event loop has turned a few times. */
-async function isPending(promise: Promise<unknown>): Promise<boolean> {
+export async function isPending(promise: Promise<unknown>): Promise<boolean> {
   let settled = false;
   promise.then(
     () => {

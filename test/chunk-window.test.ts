@@ -1,20 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ReceiversGoneError, SenderAbortedError } from '../src/broker/errors.js';
 import { ChunkWindow } from '../src/broker/memory/chunk-window.js';
-
-const pending = async (promise: Promise<unknown>) => {
-  let settled = false;
-  promise.then(
-    () => {
-      settled = true;
-    },
-    () => {
-      settled = true;
-    },
-  );
-  await new Promise((resolve) => setTimeout(resolve, 5));
-  return !settled;
-};
+import { isPending } from './broker-contract.js';
 
 describe('ChunkWindow', () => {
   it('bounds the number of chunks as well as the bytes', async () => {
@@ -22,7 +9,7 @@ describe('ChunkWindow', () => {
     const tiny = new Uint8Array(1);
     for (let i = 0; i < 8; i++) await window.write(tiny);
     const blocked = window.write(tiny);
-    expect(await pending(blocked)).toBe(true);
+    expect(await isPending(blocked)).toBe(true);
     await window.read(1);
     await blocked;
   });
@@ -42,7 +29,7 @@ describe('ChunkWindow', () => {
     const window = new ChunkWindow([1], { windowBytes: 10 });
     await window.write(new Uint8Array(2));
     const ended = window.end();
-    expect(await pending(ended)).toBe(true);
+    expect(await isPending(ended)).toBe(true);
     await window.read(1);
     expect(await window.read(1)).toBeNull();
     await ended;
@@ -60,10 +47,10 @@ describe('ChunkWindow', () => {
   it('fail rejects a waiting reader and a waiting writer', async () => {
     const window = new ChunkWindow([1, 2], { windowBytes: 4 });
     const blockedWriter = window.write(new Uint8Array(8));
-    expect(await pending(blockedWriter)).toBe(true);
+    expect(await isPending(blockedWriter)).toBe(true);
     expect(await window.read(1)).toHaveLength(8);
     const waitingReader = window.read(1);
-    expect(await pending(waitingReader)).toBe(true);
+    expect(await isPending(waitingReader)).toBe(true);
     window.fail(new SenderAbortedError('boom'));
     await expect(blockedWriter).rejects.toThrow('boom');
     await expect(waitingReader).rejects.toThrow('boom');

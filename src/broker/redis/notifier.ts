@@ -18,11 +18,6 @@ export class Notifier {
     });
   }
 
-  /** Channels listened to right now. */
-  get channels(): number {
-    return this.listeners.size;
-  }
-
   /** Calls `listener` for each message on `channel` from the moment the subscription is acknowledged. */
   async listen(channel: string, listener: Listener): Promise<() => void> {
     let set = this.listeners.get(channel);

@@ -98,28 +98,38 @@ export class RedisBroker implements Broker {
 
   async openSender(options: OpenSenderOptions): Promise<SenderSession> {
     const onEvent = options.onEvent ?? (() => {});
-    const { ctx, id, party } = this.admit(options);
-    let session: RedisSenderSession | undefined;
-    try {
-      const unlisten = await this.notifier.listen(ctx.keys.events, (message) => session?.onMessage(message));
-      const reply = await this.claim(ctx, 's', id, unlisten);
-      session = new RedisSenderSession(ctx, id, reply.present, reply.established, onEvent, party);
-      session.attach(unlisten);
-      party.fail = (error) => session?.fail(error);
-      return session;
-    } catch (error) {
-      party.done();
-      throw asPipeError(error);
-    }
+    return this.open(
+      options,
+      's',
+      (ctx, id, party, reply) =>
+        new RedisSenderSession(ctx, id, reply.present, reply.established, onEvent, party),
+    );
   }
 
   async openReceiver(options: OpenOptions): Promise<ReceiverSession> {
+    return this.open(options, 'r', (ctx, id, party) => new RedisReceiverSession(ctx, id, party));
+  }
+
+  /**
+   * Subscribes to the pipe's channel, claims the slot, then builds the session: subscribing first means no
+   * event between the claim and the session is lost.
+   */
+  private async open<S extends RedisSenderSession | RedisReceiverSession>(
+    options: OpenOptions,
+    role: 's' | 'r',
+    make: (
+      ctx: PipeContext,
+      id: string,
+      party: LocalParty,
+      reply: { present: number; established: boolean },
+    ) => S,
+  ): Promise<S> {
     const { ctx, id, party } = this.admit(options);
-    let session: RedisReceiverSession | undefined;
+    let session: S | undefined;
     try {
       const unlisten = await this.notifier.listen(ctx.keys.events, (message) => session?.onMessage(message));
-      await this.claim(ctx, 'r', id, unlisten);
-      session = new RedisReceiverSession(ctx, id, party);
+      const reply = await this.claim(ctx, role, id, unlisten);
+      session = make(ctx, id, party, reply);
       session.attach(unlisten);
       party.fail = (error) => session?.fail(error);
       return session;
