@@ -49,3 +49,27 @@ export function streamOfSource(source: ByteSource): ReadableStream<Uint8Array> {
     { highWaterMark: 0 },
   );
 }
+
+/**
+ * The source without its first `bytes` bytes (a resumed sender re-sends some the broker holds already).
+ * Ends early if the source ends before that.
+ */
+export function skipBytes(source: ByteSource, bytes: number): ByteSource {
+  let left = bytes;
+  return {
+    async read() {
+      for (;;) {
+        const chunk = await source.read();
+        if (chunk === null || left === 0) return chunk;
+        if (chunk.byteLength <= left) {
+          left -= chunk.byteLength;
+          continue;
+        }
+        const rest = chunk.subarray(left);
+        left = 0;
+        return rest;
+      }
+    },
+    cancel: (reason) => source.cancel(reason),
+  };
+}

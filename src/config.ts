@@ -43,6 +43,16 @@ export const configSchema = z
           .string()
           .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
           .optional(),
+        /**
+         * Redis backend: how long a sender or receiver that dropped mid-transfer keeps its place for a resume
+         * (`?offset=`, `Range`) before the transfer goes on without it (0: no resume, drop at once).
+         */
+        resumeGraceMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(24 * 3600_000)
+          .default(30_000),
         /** Seed nodes (`host:port`) of a Redis Cluster, instead of `redis`. */
         cluster: z
           .array(z.string().regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port'))

@@ -9,7 +9,7 @@ describe('config', () => {
   it('fills in the documented defaults', () => {
     expect(parseConfig({})).toEqual({
       server: { host: '0.0.0.0', port: 8080, shutdownGraceMs: 30_000, maxHeaderBytes: 16_384 },
-      broker: {},
+      broker: { resumeGraceMs: 30_000 },
       limits: {
         maxReceivers: 32,
         maxPathBytes: 1024,

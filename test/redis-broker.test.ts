@@ -21,6 +21,8 @@ runBrokerTests({
       keyPrefix: `t${randomUUID().slice(0, 8)}:`,
       ...limits,
       pollMs: 100,
+      // A receiver that drops holds its place this long (the contract's "the sender is told").
+      resumeGraceMs: 200,
     });
     await broker.ready();
     return broker;

@@ -84,3 +84,57 @@ export class BrokerClosedError extends PipeError {
     super('The server is shutting down.');
   }
 }
+
+/** This backend cannot resume transfers (the in-memory broker keeps no data for a party that dropped). */
+export class ResumeUnsupportedError extends PipeError {
+  readonly code = 'RESUME_UNSUPPORTED';
+  override name = 'ResumeUnsupportedError';
+  constructor() {
+    super('Resuming a transfer needs the Redis backend (start the server with --redis).');
+  }
+}
+
+/** A resume asked for a byte offset that the pipe cannot serve. */
+export class ResumeOffsetError extends PipeError {
+  readonly code = 'RESUME_OFFSET';
+  override name = 'ResumeOffsetError';
+  constructor(
+    readonly offset: number,
+    /** The bytes the pipe can serve or accept from: `[from, to)`; `to` is the committed head. */
+    readonly from: number,
+    readonly to: number,
+    message?: string,
+  ) {
+    super(
+      message ??
+        (offset < from
+          ? `Byte ${offset} is no longer held by the broker; it can resume from byte ${from} on.`
+          : `Byte ${offset} is beyond what the sender has sent so far (${to} bytes).`),
+    );
+  }
+}
+
+/** A resume found no party of that role that dropped out of the pipe, or no transfer to resume at all. */
+export class NothingToResumeError extends PipeError {
+  readonly code = 'NOTHING_TO_RESUME';
+  override name = 'NothingToResumeError';
+  constructor(
+    readonly path: string,
+    readonly reason: 'no-transfer' | 'ended' | 'sender-connected' | 'no-dropped-receiver',
+  ) {
+    super(
+      reason === 'no-transfer'
+        ? `No transfer is running on '${path}'; there is nothing to resume.`
+        : reason === 'ended'
+          ? `The transfer on '${path}' is over; there is nothing to resume.`
+          : reason === 'sender-connected'
+            ? `The sender of '${path}' is still connected; only a sender that dropped can be resumed.`
+            : `No receiver of '${path}' has dropped; only a receiver that dropped can be resumed.`,
+    );
+  }
+}
+
+/** A backend's refusals pass as they are; any other failure of the backend means it cannot serve now. */
+export function asPipeError(error: unknown): PipeError {
+  return error instanceof PipeError ? error : new BrokerUnavailableError(error);
+}

@@ -34,12 +34,42 @@ export interface OpenOptions {
 export interface OpenSenderOptions extends OpenOptions {
   /** Called for every event; must not throw. */
   readonly onEvent?: (event: SenderEvent) => void;
+  /**
+   * Continue a running transfer whose sender dropped, from this byte offset of the body (at most the
+   * committed offset `inspect` reports). `receivers` is not checked then.
+   * @throws NothingToResumeError, ResumeOffsetError, ResumeUnsupportedError
+   */
+  readonly resumeAt?: number;
+}
+
+export interface OpenReceiverOptions extends OpenOptions {
+  /**
+   * Take over the slot of a receiver of a running transfer that dropped, reading from this byte offset.
+   * `receivers` is not checked then.
+   * @throws NothingToResumeError, ResumeOffsetError, ResumeUnsupportedError
+   */
+  readonly resumeAt?: number;
+}
+
+/** What `inspect` tells about a pipe without taking part in it. */
+export interface PipeStatus {
+  readonly state: 'waiting' | 'transferring' | 'ended';
+  /** Bytes of the body the broker holds for sure: where a resumed sender continues. */
+  readonly committedOffset?: number;
+  /** Whether the sender has dropped and may resume. */
+  readonly senderDropped?: boolean;
 }
 
 /** The sender's side of a pipe, from claiming the slot to the end of the body. */
 export interface SenderSession {
   /** Receivers present when the slot was claimed. */
   readonly connectedAtOpen: number;
+  /**
+   * Set when this session continues a dropped sender's transfer: the offset the broker holds. The body
+   * continues from there (the caller skips what it re-sends below it); `waitForReceivers` and `start` are
+   * already done.
+   */
+  readonly resumedAt?: number;
   /**
    * Resolves once every receiver is present.
    * Rejects with the signal's reason when `signal` aborts (the slot stays claimed: call `release`).
@@ -56,6 +86,12 @@ export interface SenderSession {
   end(): Promise<void>;
   /** The body failed: every receiver's read rejects with `SenderAbortedError`. Idempotent. */
   abort(reason?: string): void;
+  /**
+   * The upload broke off (the client's connection dropped). A backend that can resume holds the transfer
+   * for a grace period in which a new sender may continue it (`resumeAt`); otherwise, or after that, this
+   * is an `abort`. Idempotent.
+   */
+  interrupt(reason?: string): void;
   /** The sender left before the transfer started: its slot is free again. Idempotent; no-op once started. */
   release(): void;
 }
@@ -72,7 +108,10 @@ export interface ReceiverSession {
    * Rejects with `SenderAbortedError` when the sender failed: truncation is never silent.
    */
   read(): Promise<Uint8Array | null>;
-  /** The receiver left. Before the start this frees its slot; after it, the sender is told. Idempotent. */
+  /**
+   * The receiver left. Before the start this frees its slot; after it, the sender is told (a backend that
+   * can resume first holds the slot for a grace period in which the receiver may come back). Idempotent.
+   */
   cancel(): void;
 }
 
@@ -104,6 +143,8 @@ export interface Broker {
    * Claims one receiver slot of a pipe.
    * @throws PipeBusyError, ReceiverCountMismatchError, CapacityError
    */
-  openReceiver(options: OpenOptions): Promise<ReceiverSession>;
+  openReceiver(options: OpenReceiverOptions): Promise<ReceiverSession>;
+  /** How a pipe stands, without taking part in it; `undefined` when nobody uses the path. */
+  inspect(path: string): Promise<PipeStatus | undefined>;
   stats(): BrokerStats;
 }

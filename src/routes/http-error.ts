@@ -4,9 +4,12 @@ import {
   BrokerClosedError,
   BrokerUnavailableError,
   CapacityError,
+  NothingToResumeError,
   PipeBusyError,
   type PipeError,
   ReceiverCountMismatchError,
+  ResumeOffsetError,
+  ResumeUnsupportedError,
   SenderAbortedError,
 } from '../broker/errors.js';
 
@@ -21,18 +24,28 @@ export function fail(status: ContentfulStatusCode, message: string, headers?: Re
   });
 }
 
-/** Answers a broker refusal: its status (see README, "Errors"), and `Retry-After` for a capacity limit. */
-export function failWithPipeError(error: PipeError): never {
-  fail(
-    statusOfPipeError(error),
-    error.message,
-    error instanceof CapacityError ? { 'Retry-After': '1' } : undefined,
-  );
+/** Headers that help the client act on a refusal. */
+function hintsOf(error: PipeError): Record<string, string> | undefined {
+  if (error instanceof CapacityError) return { 'Retry-After': '1' };
+  if (error instanceof ResumeOffsetError) return { 'Upload-Offset': String(error.to) };
+  return undefined;
+}
+
+/**
+ * Answers a broker refusal: its status (see README, "Errors"), and headers that help the client retry.
+ * `role` matters for one case: an offset a receiver cannot be served is a 416 (it asked with a Range), an
+ * offset a sender cannot continue from is a 409 with the `Upload-Offset` it should use.
+ */
+export function failWithPipeError(error: PipeError, role: 'sender' | 'receiver' = 'sender'): never {
+  const status = error instanceof ResumeOffsetError && role === 'receiver' ? 416 : statusOfPipeError(error);
+  fail(status, error.message, hintsOf(error));
 }
 
 /** The status a broker refusal is answered with (see README: "Errors"). */
 export function statusOfPipeError(error: PipeError): ContentfulStatusCode {
   if (error instanceof PipeBusyError) return 409;
+  if (error instanceof NothingToResumeError || error instanceof ResumeOffsetError) return 409;
+  if (error instanceof ResumeUnsupportedError) return 501;
   if (error instanceof ReceiverCountMismatchError) return 400;
   if (error instanceof CapacityError) return 429;
   if (error instanceof BrokerClosedError || error instanceof BrokerUnavailableError) return 503;

@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { PipeError, ReceiversGoneError } from '../broker/errors.js';
 import type { PipeHeaders, SenderSession } from '../broker/types.js';
-import type { ByteSource } from '../byte-source.js';
+import { type ByteSource, skipBytes } from '../byte-source.js';
 import { DeadlineError, withDeadline } from '../clock.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
@@ -10,6 +10,7 @@ import { attachmentOf, MultipartError, multipartBoundaryOf, readFirstPart } from
 import { passthroughHeaders } from './passthrough-headers.js';
 import { describeSenderEvent } from './pipe-events.js';
 import { senderTargetOf } from './pipe-target.js';
+import { senderResumeOf } from './resume-request.js';
 import { Transcript } from './transcript.js';
 
 const TRANSCRIPT_HEADERS = {
@@ -20,7 +21,9 @@ const TRANSCRIPT_HEADERS = {
 
 /**
  * `PUT`/`POST /<path>`: claims the sender slot, answers at once with a streaming transcript, waits for the
- * receivers, then streams the body (or a multipart upload's first part) through the broker.
+ * receivers, then streams the body (or a multipart upload's first part) through the broker. With
+ * `?offset=N` it continues the running transfer of a sender that dropped, its body being the original's
+ * from byte N (`HEAD /<path>` tells the committed offset).
  */
 export function sendRoute(deps: RouteDeps) {
   return async function send(c: Context): Promise<Response> {
@@ -33,16 +36,27 @@ export function sendRoute(deps: RouteDeps) {
       if (error instanceof MultipartError) fail(400, error.message);
       throw error;
     }
+    const resumeAt = senderResumeOf(new URL(request.url));
+    if (resumeAt !== undefined && boundary) {
+      fail(400, 'A multipart upload cannot be resumed; send the rest of the file as a plain body.');
+    }
     const transcript = new Transcript();
     let session: SenderSession;
     try {
       session = await deps.broker.openSender({
         ...target,
+        resumeAt,
         onEvent: (event) => transcript.info(describeSenderEvent(event)),
       });
     } catch (error) {
       if (error instanceof PipeError) failWithPipeError(error);
       throw error;
+    }
+    if (resumeAt !== undefined && session.resumedAt !== undefined) {
+      transcript.info(`Resuming the transfer at byte ${session.resumedAt}.`);
+      const body = skipBytes(deps.requestBody(request, c.env), session.resumedAt - resumeAt);
+      void finishTransfer(body, session, transcript);
+      return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
     }
     transcript.info(`Waiting for ${target.receivers} receiver(s)...`);
     transcript.info(`${session.connectedAtOpen} receiver(s) has/have been connected.`);
@@ -112,6 +126,11 @@ async function transfer(
     return;
   }
 
+  await finishTransfer(body, session, transcript);
+}
+
+/** Streams the body of a started transfer and reports the outcome. */
+async function finishTransfer(body: ByteSource, session: SenderSession, transcript: Transcript) {
   const outcome = await pump(body, session);
   if (outcome === 'sent') {
     transcript.info('Sent successfully!');
@@ -135,7 +154,8 @@ async function pump(
       try {
         chunk = await body.read();
       } catch {
-        session.abort('The sender aborted the upload.');
+        // The client's upload broke off: a backend that can resume holds the transfer for a while.
+        session.interrupt('The sender aborted the upload.');
         return 'upload-failed';
       }
       if (chunk === null) break;

@@ -19,6 +19,7 @@ export function brokerFromConfig(config: Config): Broker {
     windowBytes: windowBytes ?? 8 * 1024 * 1024,
     maxPipes: config.limits.maxPipes,
     maxWaiting: config.limits.maxWaiting,
+    resumeGraceMs: config.broker.resumeGraceMs,
     // Keys outlive the longest wait, so a waiting party's pipe never expires under it.
     ttlMs: config.limits.waitTimeoutMs + 5 * 60_000,
   });

@@ -3,14 +3,17 @@ import {
   CapacityError,
   PipeBusyError,
   ReceiverCountMismatchError,
+  ResumeUnsupportedError,
   SenderAbortedError,
 } from '../errors.js';
 import type {
   Broker,
   BrokerStats,
   OpenOptions,
+  OpenReceiverOptions,
   OpenSenderOptions,
   PipeMeta,
+  PipeStatus,
   ReceiverSession,
   SenderEvent,
   SenderSession,
@@ -117,7 +120,15 @@ export class MemoryBroker implements Broker {
     return { pipes: this.pipes.size, waiting: this.waitingParties };
   }
 
+  async inspect(path: string): Promise<PipeStatus | undefined> {
+    const pipe = this.pipes.get(path);
+    if (!pipe) return undefined;
+    return { state: pipe.established ? 'transferring' : 'waiting' };
+  }
+
   async openSender(options: OpenSenderOptions): Promise<SenderSession> {
+    // Nothing is kept for a party that dropped, so there is nothing to resume from.
+    if (options.resumeAt !== undefined) throw new ResumeUnsupportedError();
     const pipe = this.claimPipe(options);
     if (pipe.sender) throw new PipeBusyError(pipe.path, 'sender-connected');
     const slot: SenderSlot = { onEvent: options.onEvent ?? (() => {}) };
@@ -128,7 +139,8 @@ export class MemoryBroker implements Broker {
     return this.senderSession(pipe, slot, connectedAtOpen);
   }
 
-  async openReceiver(options: OpenOptions): Promise<ReceiverSession> {
+  async openReceiver(options: OpenReceiverOptions): Promise<ReceiverSession> {
+    if (options.resumeAt !== undefined) throw new ResumeUnsupportedError();
     const pipe = this.claimPipe(options);
     if (pipe.receiverSlots.size >= pipe.receivers) throw new PipeBusyError(pipe.path, 'receivers-full');
     const slot: ReceiverSlot = { id: this.nextReceiverId++ };
@@ -195,6 +207,12 @@ export class MemoryBroker implements Broker {
     let released = false;
     let started = false;
     const window = () => pipe.window!;
+    const abort = (reason?: string) => {
+      if (released) return;
+      released = true;
+      if (!pipe.established) return this.releaseSender(pipe, slot);
+      this.failPipe(pipe, new SenderAbortedError(reason));
+    };
     return {
       connectedAtOpen,
       waitForReceivers: (signal) => untilAborted(pipe.allPresent.promise, signal),
@@ -212,12 +230,8 @@ export class MemoryBroker implements Broker {
           this.forget(pipe);
         }
       },
-      abort: (reason) => {
-        if (released) return;
-        released = true;
-        if (!pipe.established) return this.releaseSender(pipe, slot);
-        this.failPipe(pipe, new SenderAbortedError(reason));
-      },
+      abort,
+      interrupt: abort,
       release: () => {
         if (released || pipe.established) return;
         released = true;

@@ -1,4 +1,5 @@
 import { Cluster, Redis } from 'ioredis';
+import { dropScript, reapScript, resumeScript } from './resume-scripts.js';
 import {
   appendScript,
   finishScript,
@@ -19,12 +20,15 @@ type ScriptReply = unknown;
 
 /** The broker's scripts as typed calls (ioredis `defineCommand` runs them with EVALSHA). */
 export interface ScriptCalls {
-  open(keys: [string, string], args: ScriptArg[]): Promise<ScriptReply>;
-  leave(keys: [string, string], args: ScriptArg[]): Promise<ScriptReply>;
+  open(keys: [string, string, string], args: ScriptArg[]): Promise<ScriptReply>;
+  leave(keys: [string, string, string], args: ScriptArg[]): Promise<ScriptReply>;
   start(keys: [string], args: ScriptArg[]): Promise<ScriptReply>;
-  append(keys: [string, string, string], args: ScriptArg[]): Promise<ScriptReply>;
-  finish(keys: [string], args: ScriptArg[]): Promise<ScriptReply>;
+  append(keys: [string, string, string, string], args: ScriptArg[]): Promise<ScriptReply>;
+  finish(keys: [string, string, string, string], args: ScriptArg[]): Promise<ScriptReply>;
   progress(keys: [string], args: ScriptArg[]): Promise<ScriptReply>;
+  resume(keys: [string, string, string, string], args: ScriptArg[]): Promise<ScriptReply>;
+  drop(keys: [string, string], args: ScriptArg[]): Promise<ScriptReply>;
+  reap(keys: [string, string, string, string], args: ScriptArg[]): Promise<ScriptReply>;
 }
 
 const SCRIPTS: Record<keyof ScriptCalls, ScriptDefinition> = {
@@ -34,6 +38,9 @@ const SCRIPTS: Record<keyof ScriptCalls, ScriptDefinition> = {
   append: appendScript,
   finish: finishScript,
   progress: progressScript,
+  resume: resumeScript,
+  drop: dropScript,
+  reap: reapScript,
 };
 
 /** Connection options shared by every connection the broker opens. */

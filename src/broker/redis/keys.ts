@@ -5,8 +5,10 @@
 export interface PipeKeys {
   /** Hash: state, n, sender, gen, headers. */
   readonly meta: string;
-  /** Hash: receiver id → bytes it has read (-1 while waiting). */
+  /** Hash: receiver id → bytes it has read (-1 while waiting; the end frame counts as one more byte). */
   readonly readers: string;
+  /** Hash: receiver id → the instance serving it, or `d:<ms>` since it dropped (resume grace). */
+  readonly owners: string;
   /** Pub/Sub channel of the pipe's events (classic Pub/Sub: a cluster delivers it from any node). */
   readonly events: string;
   /** Stream of one transfer's frames; a new transfer on the same path gets a new generation. */
@@ -18,7 +20,13 @@ export function pipeKeys(prefix: string, path: string): PipeKeys {
   return {
     meta: `${tag}:m`,
     readers: `${tag}:r`,
+    owners: `${tag}:o`,
     events: `${tag}:e`,
     data: (generation) => `${tag}:d:${generation}`,
   };
+}
+
+/** The key whose presence says that a broker instance is alive (it refreshes it every heartbeat). */
+export function instanceKey(prefix: string, instanceId: string): string {
+  return `${prefix}i:${instanceId}`;
 }

@@ -2,10 +2,14 @@ import type { Cluster, Redis } from 'ioredis';
 
 type Listener = (message: string) => void;
 
+/** What every listener hears when the connection is back: messages may have been lost, re-check. */
+export const RECONNECTED = 'reconnected';
+
 /**
  * Multiplexes every wait of this instance over one Pub/Sub connection: 10,000 waiting parties share it
  * instead of holding 10,000 blocking connections. Pub/Sub is at-most-once (a message published while the
- * connection is down is lost), so waiters also re-check state on a timer; a message only wakes them sooner.
+ * connection is down is lost), so every listener is woken when the connection comes back, and waiters
+ * re-check state on a slow timer as well; a message only wakes them sooner.
  */
 export class Notifier {
   private readonly listeners = new Map<string, Set<Listener>>();
@@ -15,6 +19,10 @@ export class Notifier {
     subscriber.on('message', (channel: string, message: string) => {
       const set = this.listeners.get(channel);
       if (set) for (const listener of set) listener(message);
+    });
+    // ioredis subscribes again by itself after a reconnect; the listeners only need to re-check.
+    subscriber.on('ready', () => {
+      for (const set of this.listeners.values()) for (const listener of set) listener(RECONNECTED);
     });
   }
 

@@ -9,10 +9,21 @@ export interface RedisPipeOptions {
   readonly windowBytes: number;
   /** Lifetime of an idle pipe's keys; every write refreshes it. */
   readonly ttlMs: number;
-  /** How often a waiting session re-checks Redis even without a message (Pub/Sub can lose one). */
+  /** How often a session in a transfer re-checks Redis even without a message (Pub/Sub can lose one). */
   readonly pollMs: number;
+  /**
+   * The same for a party waiting for its peers: rarer, since thousands may wait on one instance, and the
+   * notifier wakes them all when its connection comes back (the one time messages are lost).
+   */
+  readonly idlePollMs: number;
   /** Stream length cap in entries: a memory bound, not flow control (a reader detects a gap). */
   readonly maxStreamEntries: number;
+  /** How long a party that dropped mid-transfer keeps its place for a resume (0: no resume). */
+  readonly resumeGraceMs: number;
+  /** Lifetime of an instance's heartbeat key: an instance silent for this long counts as dead. */
+  readonly instanceTtlMs: number;
+  /** Lifetime of an ended pipe's keys (an aborted pipe's frames, a finished pipe's state). */
+  readonly endedTtlMs: number;
 }
 
 /** What one session of one pipe works with. */
@@ -25,6 +36,9 @@ export interface PipeContext {
   readonly receivers: number;
   readonly generation: string;
   readonly options: RedisPipeOptions;
+  /** This instance, as the owner of the parties it serves. */
+  readonly instanceId: string;
+  readonly keyPrefix: string;
 }
 
 /** How a session tells its broker about its life, for the instance's limits and drain. */

@@ -1,27 +1,34 @@
 import { randomUUID } from 'node:crypto';
+import { decode } from '@msgpack/msgpack';
 import type { Cluster, Redis } from 'ioredis';
 import {
+  asPipeError,
   BrokerClosedError,
-  BrokerUnavailableError,
   CapacityError,
+  NothingToResumeError,
   PipeBusyError,
-  PipeError,
   ReceiverCountMismatchError,
+  ResumeOffsetError,
 } from '../errors.js';
 import type {
   Broker,
   BrokerStats,
   OpenOptions,
+  OpenReceiverOptions,
   OpenSenderOptions,
+  PipeHeaders,
+  PipeStatus,
   ReceiverSession,
   SenderSession,
 } from '../types.js';
 import { connect, type RedisTarget, type ScriptCalls, scriptsOn } from './connection.js';
+import { decodeFrame } from './framing.js';
 import { pipeKeys } from './keys.js';
+import { deadInstances, InstanceHeartbeat } from './liveness.js';
 import { Notifier } from './notifier.js';
 import type { PartyHooks, PipeContext, RedisPipeOptions } from './pipe-context.js';
-import { RedisReceiverSession } from './redis-receiver.js';
-import { RedisSenderSession } from './redis-sender.js';
+import { type ReceiverResume, RedisReceiverSession } from './redis-receiver.js';
+import { RedisSenderSession, type SenderResume } from './redis-sender.js';
 
 export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'windowBytes'>> {
   readonly target: RedisTarget;
@@ -34,9 +41,18 @@ export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'wind
   readonly keyPrefix?: string;
 }
 
-/** Refusals pass as they are; anything else from Redis means it cannot serve us now. */
-function asPipeError(error: unknown): PipeError {
-  return error instanceof PipeError ? error : new BrokerUnavailableError(error);
+/** A field of a stream entry (`[name, value, name, value, ...]`). */
+function entryField(fields: Buffer[], name: string): Buffer {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) return fields[i + 1]!;
+  return Buffer.alloc(0);
+}
+
+/** What the resume script hands a party that takes a dropped party's place. */
+interface ResumeReply {
+  readonly head: number;
+  readonly seq: number;
+  readonly receivers: number;
+  readonly headers: PipeHeaders;
 }
 
 /** A party of this instance, in its books until it is done. */
@@ -62,6 +78,8 @@ export class RedisBroker implements Broker {
   private readonly parties = new Set<LocalParty>();
   private waiting = 0;
   private closed = false;
+  private readonly instanceId = randomUUID();
+  private readonly heartbeat: InstanceHeartbeat;
 
   constructor(private readonly options: RedisBrokerOptions) {
     this.redis = connect(options.target);
@@ -73,12 +91,23 @@ export class RedisBroker implements Broker {
       windowBytes: options.windowBytes,
       ttlMs: options.ttlMs ?? 15 * 60_000,
       pollMs: options.pollMs ?? 500,
+      idlePollMs: options.idlePollMs ?? 10 * (options.pollMs ?? 500),
       maxStreamEntries: options.maxStreamEntries ?? 10_000,
+      resumeGraceMs: options.resumeGraceMs ?? 30_000,
+      instanceTtlMs: options.instanceTtlMs ?? 3000,
+      endedTtlMs: options.endedTtlMs ?? 60_000,
     };
+    this.heartbeat = new InstanceHeartbeat(
+      this.redis,
+      this.prefix,
+      this.instanceId,
+      this.pipeOptions.instanceTtlMs,
+    );
   }
 
   async ready(): Promise<void> {
     await Promise.all([this.redis.connect(), this.subscriber.connect()]);
+    await this.heartbeat.start();
   }
 
   drain(): void {
@@ -89,6 +118,7 @@ export class RedisBroker implements Broker {
 
   async close(): Promise<void> {
     this.drain();
+    await this.heartbeat.stop().catch(() => {});
     await Promise.allSettled([this.redis.quit(), this.subscriber.quit()]);
   }
 
@@ -96,8 +126,36 @@ export class RedisBroker implements Broker {
     return { pipes: this.localPipes.size, waiting: this.waiting };
   }
 
+  async inspect(path: string): Promise<PipeStatus | undefined> {
+    try {
+      const keys = pipeKeys(this.prefix, path);
+      const [state, gen, sender] = await this.redis.hmget(keys.meta, 'state', 'gen', 'sinst');
+      if (!state || !gen) return undefined;
+      if (state === 'w' || state === 'e') return { state: 'waiting' };
+      if (state !== 's') return { state: 'ended' };
+      const last = await this.redis.xrevrangeBuffer(keys.data(gen), '+', '-', 'COUNT', 1);
+      let committedOffset = 0;
+      if (last[0]) {
+        const frame = decodeFrame(entryField(last[0][1], 'h'), entryField(last[0][1], 'p'));
+        if (frame.kind !== 'data') return { state: 'ended' };
+        committedOffset = frame.offset + frame.payload.byteLength;
+      }
+      const dead = await deadInstances(this.redis, this.prefix, [sender], this.instanceId);
+      const senderDropped = !!sender && (sender.startsWith('d:') || dead.length > 0);
+      return { state: 'transferring', committedOffset, senderDropped };
+    } catch (error) {
+      throw asPipeError(error);
+    }
+  }
+
   async openSender(options: OpenSenderOptions): Promise<SenderSession> {
     const onEvent = options.onEvent ?? (() => {});
+    if (options.resumeAt !== undefined) {
+      return this.open(options, 's', (ctx, id, party, reply) => {
+        const resume: SenderResume = { offset: reply.resumed!.head, seq: reply.resumed!.seq };
+        return new RedisSenderSession(ctx, id, reply.present, true, onEvent, party, resume);
+      });
+    }
     return this.open(
       options,
       's',
@@ -106,8 +164,13 @@ export class RedisBroker implements Broker {
     );
   }
 
-  async openReceiver(options: OpenOptions): Promise<ReceiverSession> {
-    return this.open(options, 'r', (ctx, id, party) => new RedisReceiverSession(ctx, id, party));
+  async openReceiver(options: OpenReceiverOptions): Promise<ReceiverSession> {
+    const offset = options.resumeAt;
+    return this.open(options, 'r', (ctx, id, party, reply) => {
+      const resume: ReceiverResume | undefined =
+        offset === undefined ? undefined : { offset, meta: { headers: reply.resumed!.headers } };
+      return new RedisReceiverSession(ctx, id, party, resume);
+    });
   }
 
   /**
@@ -115,20 +178,23 @@ export class RedisBroker implements Broker {
    * event between the claim and the session is lost.
    */
   private async open<S extends RedisSenderSession | RedisReceiverSession>(
-    options: OpenOptions,
+    options: OpenOptions & { readonly resumeAt?: number },
     role: 's' | 'r',
     make: (
       ctx: PipeContext,
       id: string,
       party: LocalParty,
-      reply: { present: number; established: boolean },
+      reply: { present: number; established: boolean; resumed?: ResumeReply },
     ) => S,
   ): Promise<S> {
     const { ctx, id, party } = this.admit(options);
     let session: S | undefined;
     try {
       const unlisten = await this.notifier.listen(ctx.keys.events, (message) => session?.onMessage(message));
-      const reply = await this.claim(ctx, role, id, unlisten);
+      const reply =
+        options.resumeAt === undefined
+          ? await this.claim(ctx, role, id, unlisten)
+          : await this.claimDropped(ctx, role, id, options.resumeAt, unlisten);
       session = make(ctx, id, party, reply);
       session.attach(unlisten);
       party.fail = (error) => session?.fail(error);
@@ -175,6 +241,8 @@ export class RedisBroker implements Broker {
       receivers: options.receivers,
       generation: '',
       options: this.pipeOptions,
+      instanceId: this.instanceId,
+      keyPrefix: this.prefix,
     };
     return { ctx, id: randomUUID(), party };
   }
@@ -189,8 +257,8 @@ export class RedisBroker implements Broker {
     let reply: unknown[];
     try {
       reply = (await this.scripts.open(
-        [ctx.keys.meta, ctx.keys.readers],
-        [role, id, ctx.receivers, this.pipeOptions.ttlMs, randomUUID(), ctx.keys.events],
+        [ctx.keys.meta, ctx.keys.readers, ctx.keys.owners],
+        [role, id, ctx.receivers, this.pipeOptions.ttlMs, randomUUID(), ctx.keys.events, this.instanceId],
       )) as unknown[];
     } catch (error) {
       unlisten();
@@ -205,5 +273,57 @@ export class RedisBroker implements Broker {
     }
     (ctx as { generation: string }).generation = String(reply[3]);
     return { present: Number(reply[1]), established: Number(reply[2]) === 1 };
+  }
+
+  /**
+   * Takes the place of a party that dropped out of a running transfer. Right after an instance died its
+   * heartbeat key still lives for up to `instanceTtlMs`: a resume that finds its party still "connected"
+   * retries until that has passed, so a client resuming at once after a crash is not turned away.
+   */
+  private async claimDropped(
+    ctx: PipeContext,
+    role: 's' | 'r',
+    id: string,
+    offset: number,
+    unlisten: () => void,
+  ): Promise<{ present: number; established: boolean; resumed: ResumeReply }> {
+    const { keys, path } = ctx;
+    const deadline = Date.now() + this.pipeOptions.instanceTtlMs + this.pipeOptions.pollMs;
+    try {
+      for (;;) {
+        const [gen, sender] = await this.redis.hmget(keys.meta, 'gen', 'sinst');
+        if (!gen) throw new NothingToResumeError(path, 'no-transfer');
+        const owners = role === 's' ? [sender] : await this.redis.hvals(keys.owners);
+        const dead = await deadInstances(this.redis, this.prefix, owners, this.instanceId);
+        const reply = (await this.scripts.resume(
+          [keys.meta, keys.readers, keys.owners, keys.data(gen)],
+          [role, id, this.instanceId, offset, gen, keys.events, dead.join(' '), this.pipeOptions.ttlMs],
+        )) as unknown[];
+        if (reply[0] === 'ok') {
+          (ctx as { generation: string }).generation = gen;
+          (ctx as { receivers: number }).receivers = Number(reply[3]);
+          // Headers are msgpack, so they are read as bytes (script replies arrive as text).
+          const encoded = await this.redis.hgetBuffer(keys.meta, 'headers');
+          const headers = encoded ? (decode(encoded) as PipeHeaders) : [];
+          const resumed = {
+            head: Number(reply[1]),
+            seq: Number(reply[2]),
+            receivers: Number(reply[3]),
+            headers,
+          };
+          return { present: resumed.receivers, established: true, resumed };
+        }
+        const reason = String(reply[1]);
+        if (reason === 'offset') throw new ResumeOffsetError(offset, Number(reply[2]), Number(reply[3]));
+        const stillConnected = reason === 'sender-connected' || reason === 'no-dropped-receiver';
+        if (!stillConnected || Date.now() >= deadline) {
+          throw new NothingToResumeError(path, reason as NothingToResumeError['reason']);
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(250, this.pipeOptions.pollMs)));
+      }
+    } catch (error) {
+      unlisten();
+      throw error;
+    }
   }
 }

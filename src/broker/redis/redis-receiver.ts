@@ -1,8 +1,9 @@
 import { decode } from '@msgpack/msgpack';
-import { SenderAbortedError } from '../errors.js';
+import { asPipeError, ResumeOffsetError, SenderAbortedError } from '../errors.js';
 import type { PipeHeaders, PipeMeta, ReceiverSession } from '../types.js';
 import { decodeFrame } from './framing.js';
 import type { PartyHooks, PipeContext } from './pipe-context.js';
+import { reapDropped } from './reap.js';
 import { Wakeup } from './wakeup.js';
 
 const EMPTY = new Uint8Array(0);
@@ -25,30 +26,49 @@ export class StreamGapError extends SenderAbortedError {
   }
 }
 
+/** Where a resumed receiver picks up: the byte offset it asked for and the headers of the transfer. */
+export interface ReceiverResume {
+  readonly offset: number;
+  readonly meta: PipeMeta;
+}
+
 /**
  * A receiver's side of a Redis-backed pipe. Reads the transfer's stream in batches after its last entry id,
- * checks the frames' sequence numbers (a trimmed chunk is a loud error, never a silent hole) and reports its
- * progress to the readers hash every quarter window, which is what lets the sender go on.
+ * checks the frames' sequence numbers and offsets (a trimmed chunk is a loud error, never a silent hole) and
+ * reports its progress to the readers hash every quarter window, which is what lets the sender go on.
  */
 export class RedisReceiverSession implements ReceiverSession {
   private readonly wakeup = new Wakeup();
   private readonly queue: Uint8Array[] = [];
   private lastId: string | undefined;
+  /** Sequence number of the next frame; -1 until a resumed receiver has found its first frame. */
   private expectedSeq = 0;
+  /** Offset of the next byte to fetch from the stream. */
+  private fetchedTo = 0;
   private bytesRead = 0;
   private reported = 0;
+  private started = false;
   private ended = false;
   private failure: Error | undefined;
   private left = false;
   private done = false;
   private closedBy: Error | undefined;
+  private reapedAt = 0;
   private unlisten: () => void = () => {};
 
   constructor(
     private readonly ctx: PipeContext,
     private readonly id: string,
     private readonly hooks: PartyHooks,
-  ) {}
+    private readonly resume?: ReceiverResume,
+  ) {
+    if (resume) {
+      this.expectedSeq = -1;
+      this.fetchedTo = resume.offset;
+      this.bytesRead = resume.offset;
+      this.reported = resume.offset;
+    }
+  }
 
   /** The broker is draining or closing: a wait for the start still under way fails with `error`. */
   fail(error: Error): void {
@@ -66,11 +86,25 @@ export class RedisReceiverSession implements ReceiverSession {
   }
 
   async waitForStart(signal: AbortSignal): Promise<PipeMeta> {
+    try {
+      return await this.untilStarted(signal);
+    } catch (error) {
+      throw error === signal.reason ? error : asPipeError(error);
+    }
+  }
+
+  private async untilStarted(signal: AbortSignal): Promise<PipeMeta> {
     const { redis, keys, generation, options } = this.ctx;
+    if (this.resume) {
+      this.started = true;
+      this.hooks.settled();
+      return this.resume.meta;
+    }
     for (;;) {
       const [state, gen, headers] = await redis.hmgetBuffer(keys.meta, 'state', 'gen', 'headers');
       const current = state?.toString();
       if (gen?.toString() === generation && current === 's' && headers) {
+        this.started = true;
         this.hooks.settled();
         return { headers: decode(headers) as PipeHeaders };
       }
@@ -90,11 +124,19 @@ export class RedisReceiverSession implements ReceiverSession {
       }
       // Draining: a pipe still waiting for parties fails; an established one is about to start.
       if (this.closedBy && current === 'w') throw this.closedBy;
-      await this.wakeup.wait(options.pollMs, signal);
+      await this.wakeup.wait(options.idlePollMs, signal);
     }
   }
 
   async read(): Promise<Uint8Array | null> {
+    try {
+      return await this.next();
+    } catch (error) {
+      throw asPipeError(error);
+    }
+  }
+
+  private async next(): Promise<Uint8Array | null> {
     for (;;) {
       if (this.failure) throw this.failure;
       const chunk = this.queue.shift();
@@ -109,14 +151,33 @@ export class RedisReceiverSession implements ReceiverSession {
         return null;
       }
       if (this.left) throw new SenderAbortedError('This receiver has left the pipe.');
-      if (!(await this.fetch())) await this.wakeup.wait(this.ctx.options.pollMs);
+      if (!(await this.fetch())) await this.waitForData();
     }
+  }
+
+  /**
+   * Waits for the sender's next frame. While nothing comes, it also settles a sender that dropped and did
+   * not resume in time (at most once per poll interval): its abort frame is then the next frame.
+   */
+  private async waitForData(): Promise<void> {
+    const { pollMs } = this.ctx.options;
+    await this.wakeup.wait(pollMs);
+    if (Date.now() - this.reapedAt < pollMs) return;
+    this.reapedAt = Date.now();
+    await reapDropped(this.ctx);
   }
 
   cancel(): void {
     if (this.left || this.ended) return;
-    const { scripts, keys, generation } = this.ctx;
-    scripts.leave([keys.meta, keys.readers], ['r', this.id, generation, keys.events]).catch(() => {});
+    const { scripts, keys, generation, options } = this.ctx;
+    // A receiver that drops mid-transfer keeps its place for a resume; one that never started just leaves.
+    if (this.started && options.resumeGraceMs > 0) {
+      scripts.drop([keys.meta, keys.owners], ['r', this.id, generation, keys.events]).catch(() => {});
+    } else {
+      scripts
+        .leave([keys.meta, keys.readers, keys.owners], ['r', this.id, generation, keys.events])
+        .catch(() => {});
+    }
     this.left = true;
     this.finish();
   }
@@ -129,13 +190,26 @@ export class RedisReceiverSession implements ReceiverSession {
     for (const [id, fields] of entries) {
       this.lastId = id.toString();
       const frame = decodeFrame(fieldOf(fields, 'h'), fieldOf(fields, 'p'));
-      if (frame.seq !== this.expectedSeq) {
+      if (this.expectedSeq === -1) {
+        // A resumed receiver's first frame must hold its offset, or that byte has been trimmed meanwhile.
+        if (frame.offset > this.fetchedTo) {
+          this.failure = new ResumeOffsetError(this.fetchedTo, frame.offset, frame.offset);
+          break;
+        }
+        this.expectedSeq = frame.seq;
+      }
+      if (frame.seq !== this.expectedSeq || frame.offset > this.fetchedTo) {
         this.failure = new StreamGapError(this.expectedSeq, frame.seq);
         break;
       }
       this.expectedSeq += 1;
-      if (frame.kind === 'data') this.queue.push(frame.payload);
-      else if (frame.kind === 'end') this.ended = true;
+      if (frame.kind === 'data') {
+        const end = frame.offset + frame.payload.byteLength;
+        if (end <= this.fetchedTo) continue;
+        const skip = this.fetchedTo - frame.offset;
+        this.queue.push(skip > 0 ? frame.payload.subarray(skip) : frame.payload);
+        this.fetchedTo = end;
+      } else if (frame.kind === 'end') this.ended = true;
       else this.failure = new SenderAbortedError(frame.reason || undefined);
     }
     if (entries.length === 0 && this.lastId !== undefined) {
@@ -146,12 +220,16 @@ export class RedisReceiverSession implements ReceiverSession {
     return entries.length > 0;
   }
 
-  /** Tells the sender how far this receiver has read (fire and forget: ordered on the connection). */
+  /**
+   * Tells the sender how far this receiver has read (fire and forget: ordered on the connection). Having
+   * read the end frame counts as one byte more: then the sender may delete the data.
+   */
   private report(): void {
-    if (this.reported === this.bytesRead && !this.ended) return;
-    this.reported = this.bytesRead;
+    const position = this.ended ? this.bytesRead + 1 : this.bytesRead;
+    if (this.reported === position) return;
+    this.reported = position;
     const { scripts, keys } = this.ctx;
-    scripts.progress([keys.readers], [this.id, this.bytesRead, keys.events]).catch(() => {});
+    scripts.progress([keys.readers], [this.id, position, keys.events]).catch(() => {});
   }
 
   private finish(): void {

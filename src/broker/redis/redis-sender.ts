@@ -1,8 +1,9 @@
 import { encode } from '@msgpack/msgpack';
-import { ReceiversGoneError, SenderAbortedError } from '../errors.js';
+import { asPipeError, ReceiversGoneError, SenderAbortedError } from '../errors.js';
 import type { PipeMeta, SenderEvent, SenderSession } from '../types.js';
 import { asBuffer, encodeFrameHeader, type Frame } from './framing.js';
 import type { PartyHooks, PipeContext } from './pipe-context.js';
+import { reapDropped } from './reap.js';
 import { Wakeup } from './wakeup.js';
 
 /** The slowest receiver's backlog from the readers hash, or -1 when no receiver is left. */
@@ -21,11 +22,19 @@ const TTL_REFRESH_MS = 5000;
  */
 const FRAME_BYTES = 64 * 1024;
 
+/** Where a resumed sender picks up: the committed offset and the next frame's sequence number. */
+export interface SenderResume {
+  readonly offset: number;
+  readonly seq: number;
+}
+
 /**
  * The sender's side of a Redis-backed pipe. Chunks go into the transfer's stream one frame each, pipelined:
  * appends are not awaited one by one (a round trip per chunk capped a first version at ~90 MiB/s) but kept
- * in flight up to half a window. Each append answers with the slowest receiver's backlog; while backlog plus
- * what is in flight exceeds the window, the sender waits for receivers to report progress.
+ * in flight up to half a window. While the slowest receiver's backlog plus what is in flight exceeds the
+ * window, the sender waits for receivers to report progress. Frames the slowest receiver read more than a
+ * window ago are trimmed, so Redis holds about two windows per pipe: the unread part, and what a receiver
+ * that drops may still ask for again when it resumes.
  */
 export class RedisSenderSession implements SenderSession {
   private readonly wakeup = new Wakeup();
@@ -46,7 +55,11 @@ export class RedisSenderSession implements SenderSession {
   private flushScheduled = false;
   /** Bytes sent since the readers' positions were last asked for. */
   private sinceCheck = 0;
+  /** Stream ids of the frames this session added and the offset after each, oldest first (for trimming). */
+  private readonly frames: Array<{ id: string; end: number }> = [];
+  private reapedAt = 0;
   private unlisten: () => void = () => {};
+  readonly resumedAt: number | undefined;
 
   constructor(
     private readonly ctx: PipeContext,
@@ -55,8 +68,15 @@ export class RedisSenderSession implements SenderSession {
     establishedAtOpen: boolean,
     private readonly onEvent: (event: SenderEvent) => void,
     private readonly hooks: PartyHooks,
+    resume?: SenderResume,
   ) {
-    this.established = establishedAtOpen;
+    this.established = establishedAtOpen || resume !== undefined;
+    if (resume) {
+      this.resumedAt = resume.offset;
+      this.offset = resume.offset;
+      this.seq = resume.seq;
+      hooks.settled();
+    }
   }
 
   /** Binds the session to its pipe's channel (the subscription made before the slot was claimed). */
@@ -81,7 +101,7 @@ export class RedisSenderSession implements SenderSession {
       this.onEvent({ type: 'receiver-left', connected: Number(a), receivers });
     } else if (kind === 'raborted') {
       this.onEvent({ type: 'receiver-aborted', remaining: Number(a), receivers });
-    } else if (kind === 'data' || kind === 's') {
+    } else if (kind === 'data' || kind === 's' || kind === 'sdropped' || kind === 'sresumed') {
       return;
     }
     this.wakeup.ring();
@@ -100,8 +120,10 @@ export class RedisSenderSession implements SenderSession {
         }
         // Draining: a pipe nobody else can join any more fails; an established one goes on.
         if (this.failure) throw this.failure;
-        await this.wakeup.wait(options.pollMs, signal);
+        await this.wakeup.wait(options.idlePollMs, signal);
       }
+    } catch (error) {
+      throw error === signal.reason ? error : asPipeError(error);
     } finally {
       if (this.established) this.hooks.settled();
     }
@@ -109,14 +131,23 @@ export class RedisSenderSession implements SenderSession {
 
   async start(meta: PipeMeta): Promise<void> {
     const { scripts, keys, generation, options } = this.ctx;
-    const started = await scripts.start(
-      [keys.meta],
-      [generation, asBuffer(encode(meta.headers)), options.ttlMs, keys.events],
-    );
+    const started = await scripts
+      .start([keys.meta], [generation, asBuffer(encode(meta.headers)), options.ttlMs, keys.events])
+      .catch((error: unknown) => {
+        throw asPipeError(error);
+      });
     if (started !== 1) throw new SenderAbortedError('The pipe ended before it started.');
   }
 
   async write(chunk: Uint8Array): Promise<void> {
+    try {
+      await this.writeChunk(chunk);
+    } catch (error) {
+      throw asPipeError(error);
+    }
+  }
+
+  private async writeChunk(chunk: Uint8Array): Promise<void> {
     if (chunk.byteLength === 0) return;
     if (this.failure) throw this.failure;
     this.pending.push(chunk);
@@ -132,7 +163,7 @@ export class RedisSenderSession implements SenderSession {
     const window = this.ctx.options.windowBytes;
     while (this.inFlightBytes > window / 2 && this.inFlight.length > 0) await this.inFlight.shift()!.reply;
     while (!this.failure && this.backlog + this.inFlightBytes + this.pendingBytes > window) {
-      await this.wakeup.wait(this.ctx.options.pollMs);
+      await this.waitForProgress();
       this.backlog = backlogOf(
         await this.ctx.redis.hvals(this.ctx.keys.readers),
         this.offset - this.inFlightBytes,
@@ -140,6 +171,18 @@ export class RedisSenderSession implements SenderSession {
       if (this.backlog === -1) this.failure = new ReceiversGoneError();
     }
     if (this.failure) throw this.failure;
+  }
+
+  /**
+   * Waits for a receiver's news. While the sender waits on the receivers, it also settles those that
+   * dropped and did not come back in time (at most once per poll interval).
+   */
+  private async waitForProgress(): Promise<void> {
+    const { pollMs } = this.ctx.options;
+    await this.wakeup.wait(pollMs);
+    if (Date.now() - this.reapedAt < pollMs) return;
+    this.reapedAt = Date.now();
+    await reapDropped(this.ctx);
   }
 
   /**
@@ -173,12 +216,19 @@ export class RedisSenderSession implements SenderSession {
     redis.publish(keys.events, 'data').catch(() => {});
     this.refreshTtl();
     this.sinceCheck += bytes;
-    let reply: Promise<unknown> = added;
+    const recorded = added.then((id) => {
+      if (id) this.frames.push({ id, end: head });
+    });
+    let reply: Promise<unknown> = recorded;
     if (this.sinceCheck >= options.windowBytes / 4) {
       this.sinceCheck = 0;
-      reply = redis.hvals(keys.readers).then((offsets) => {
+      const owner = redis.hget(keys.meta, 'sender');
+      reply = Promise.all([redis.hvals(keys.readers), owner, recorded]).then(([offsets, sender]) => {
+        // Another sender took over (this instance was taken for dead): stop before frames interleave.
+        if (sender !== this.id) this.failure ??= new SenderAbortedError('Another sender took over the pipe.');
         this.backlog = backlogOf(offsets, head);
         if (this.backlog === -1) this.failure ??= new ReceiversGoneError();
+        else this.trim(head - this.backlog - options.windowBytes);
       });
     }
     const settled = Promise.all([added, reply]).then(
@@ -194,13 +244,27 @@ export class RedisSenderSession implements SenderSession {
     this.inFlightBytes += bytes;
   }
 
+  /**
+   * Deletes the frames that end at or before `offset` (fire and forget). MINID keeps every entry from the
+   * first frame still needed; `~` lets Redis trim whole internal nodes only, which may keep a little more.
+   */
+  private trim(offset: number): void {
+    let drop = 0;
+    while (drop < this.frames.length - 1 && this.frames[drop]!.end <= offset) drop += 1;
+    if (drop === 0) return;
+    const keep = this.frames[drop]!.id;
+    this.frames.splice(0, drop);
+    const { redis, keys, generation } = this.ctx;
+    redis.xtrim(keys.data(generation), 'MINID', '~', keep).catch(() => {});
+  }
+
   /** Pushes the keys' expiry forward every few seconds while the transfer runs. */
   private refreshTtl(): void {
     const now = Date.now();
     if (now - this.ttlRefreshedAt < TTL_REFRESH_MS) return;
     this.ttlRefreshedAt = now;
     const { redis, keys, generation, options } = this.ctx;
-    for (const key of [keys.data(generation), keys.readers, keys.meta])
+    for (const key of [keys.data(generation), keys.readers, keys.owners, keys.meta])
       redis.pexpire(key, options.ttlMs).catch(() => {});
   }
 
@@ -218,14 +282,20 @@ export class RedisSenderSession implements SenderSession {
       if ((await this.append({ kind: 'end', seq: this.seq++, offset: this.offset }, '')) === -1) {
         throw new ReceiversGoneError();
       }
-      // "All received": every receiver still in the pipe has read up to the end.
+      // "All received": every receiver still in the pipe has read up to the end frame, which counts as one
+      // more byte (so the data is not deleted under a receiver that has yet to read that frame).
       for (;;) {
-        const backlog = backlogOf(await redis.hvals(keys.readers), this.offset);
+        const backlog = backlogOf(await redis.hvals(keys.readers), this.offset + 1);
         if (backlog === -1) throw new ReceiversGoneError();
         if (backlog === 0) break;
-        await this.wakeup.wait(options.pollMs);
+        await this.waitForProgress();
       }
-      await scripts.finish([keys.meta], [generation, options.ttlMs]);
+      await scripts.finish(
+        [keys.meta, keys.readers, keys.owners, keys.data(generation)],
+        [generation, options.endedTtlMs],
+      );
+    } catch (error) {
+      throw asPipeError(error);
     } finally {
       this.done();
     }
@@ -242,6 +312,20 @@ export class RedisSenderSession implements SenderSession {
     this.done();
   }
 
+  interrupt(reason?: string): void {
+    if (this.finished) return;
+    if (this.ctx.options.resumeGraceMs === 0) {
+      this.abort(reason);
+      return;
+    }
+    // What the client sent before it dropped is committed first: a resumed sender continues from there.
+    const { scripts, keys, generation } = this.ctx;
+    this.settleInFlight()
+      .then(() => scripts.drop([keys.meta, keys.owners], ['s', this.id, generation, keys.events]))
+      .catch(() => {});
+    this.done();
+  }
+
   release(): void {
     if (this.finished) return;
     // A no-op in Redis once the pipe is established (the script checks): then only `abort` ends it.
@@ -252,7 +336,7 @@ export class RedisSenderSession implements SenderSession {
   private async leave(): Promise<string> {
     const { scripts, keys, generation } = this.ctx;
     const reply = (await scripts.leave(
-      [keys.meta, keys.readers],
+      [keys.meta, keys.readers, keys.owners],
       ['s', this.id, generation, keys.events],
     )) as unknown[];
     return String(reply[0]);
@@ -264,7 +348,7 @@ export class RedisSenderSession implements SenderSession {
     const refreshTtl = now - this.ttlRefreshedAt >= TTL_REFRESH_MS || frame.kind !== 'data';
     if (refreshTtl) this.ttlRefreshedAt = now;
     return scripts.append(
-      [keys.data(generation), keys.readers, keys.meta],
+      [keys.data(generation), keys.readers, keys.meta, keys.owners],
       [
         asBuffer(encodeFrameHeader(frame)),
         frame.kind === 'data' ? asBuffer(frame.payload) : '',
@@ -273,6 +357,7 @@ export class RedisSenderSession implements SenderSession {
         keys.events,
         options.maxStreamEntries,
         state,
+        options.endedTtlMs,
       ],
     ) as Promise<number>;
   }

@@ -14,17 +14,18 @@ export interface ScriptDefinition {
 
 /**
  * Claims the sender slot or one receiver slot.
- * KEYS: [1] meta hash, [2] readers hash
- * ARGV: [1] role 's' | 'r', [2] party id, [3] n, [4] ttl ms, [5] generation for a new transfer, [6] channel
+ * KEYS: [1] meta hash, [2] readers hash, [3] owners hash
+ * ARGV: [1] role 's' | 'r', [2] party id, [3] n, [4] ttl ms, [5] generation for a new transfer, [6] channel,
+ *       [7] id of the instance serving the party
  * Output: {'ok', receivers present, established 0|1, generation}
  *       | {'err', 'established' | 'sender' | 'full'} | {'err', 'mismatch', n of the pipe}
  */
 export const openScript: ScriptDefinition = {
-  numberOfKeys: 2,
+  numberOfKeys: 3,
   lua: `
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'f' or state == 'a' then
-  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   state = false
 end
 local n = tonumber(ARGV[3])
@@ -38,10 +39,11 @@ else
 end
 if ARGV[1] == 's' then
   if redis.call('HEXISTS', KEYS[1], 'sender') == 1 then return {'err', 'sender'} end
-  redis.call('HSET', KEYS[1], 'sender', ARGV[2])
+  redis.call('HSET', KEYS[1], 'sender', ARGV[2], 'sinst', ARGV[7])
 else
   if redis.call('HLEN', KEYS[2]) >= n then return {'err', 'full'} end
   redis.call('HSET', KEYS[2], ARGV[2], '-1')
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[7])
 end
 local present = redis.call('HLEN', KEYS[2])
 local established = 0
@@ -49,8 +51,7 @@ if present == n and redis.call('HEXISTS', KEYS[1], 'sender') == 1 then
   redis.call('HSET', KEYS[1], 'state', 'e')
   established = 1
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 redis.call('PUBLISH', ARGV[6], ARGV[1] .. ':' .. present .. ':' .. established)
 return {'ok', present, established, redis.call('HGET', KEYS[1], 'gen')}
 `,
@@ -59,28 +60,31 @@ return {'ok', present, established, redis.call('HGET', KEYS[1], 'gen')}
 /**
  * A party leaves. Before the start its slot is freed (and an empty pipe deleted); a receiver leaving a
  * running transfer is an abort the sender hears of.
- * KEYS: [1] meta hash, [2] readers hash
+ * KEYS: [1] meta hash, [2] readers hash, [3] owners hash
  * ARGV: [1] role 's' | 'r', [2] party id, [3] generation, [4] channel
  * Output: {'waiting', receivers present} | {'aborted', receivers remaining} | {'gone'}
  */
 export const leaveScript: ScriptDefinition = {
-  numberOfKeys: 2,
+  numberOfKeys: 3,
   lua: `
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[3] then return {'gone'} end
 if ARGV[1] == 's' then
   if state ~= 'w' or redis.call('HGET', KEYS[1], 'sender') ~= ARGV[2] then return {'gone'} end
-  redis.call('HDEL', KEYS[1], 'sender')
+  redis.call('HDEL', KEYS[1], 'sender', 'sinst')
   local present = redis.call('HLEN', KEYS[2])
-  if present == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
+  if present == 0 then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
   redis.call('PUBLISH', ARGV[4], 'sleft:' .. present)
   return {'waiting', present}
 end
 if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return {'gone'} end
 redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
 local present = redis.call('HLEN', KEYS[2])
 if state == 'w' then
-  if present == 0 and redis.call('HEXISTS', KEYS[1], 'sender') == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
+  if present == 0 and redis.call('HEXISTS', KEYS[1], 'sender') == 0 then
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  end
   redis.call('PUBLISH', ARGV[4], 'rleft:' .. present)
   return {'waiting', present}
 end
@@ -108,22 +112,24 @@ return 1
 
 /**
  * Appends one frame and reports the backlog the slowest remaining receiver has, for flow control.
- * KEYS: [1] data stream, [2] readers hash, [3] meta hash
+ * KEYS: [1] data stream, [2] readers hash, [3] meta hash, [4] owners hash
  * ARGV: [1] frame header (msgpack), [2] payload ('' for none), [3] offset after this frame, [4] ttl ms
  *       ('' to leave the expiry alone: refreshed every few seconds, not per chunk), [5] channel,
- *       [6] max stream length (entries), [7] new state ('' to keep; 'a' aborted: the path is free again)
+ *       [6] max stream length (entries), [7] new state ('' to keep; 'a' aborted: the path is free again),
+ *       [8] ttl ms of an aborted pipe's keys (long enough for its receivers to read the abort frame)
  * Output: backlog in bytes (head offset minus the slowest receiver's), or -1 when no receiver is left
  */
 export const appendScript: ScriptDefinition = {
-  numberOfKeys: 3,
+  numberOfKeys: 4,
   lua: `
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'h', ARGV[1], 'p', ARGV[2])
 if ARGV[4] ~= '' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 end
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[3], 'state', ARGV[7]) end
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[3], 'state', ARGV[7])
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
+end
 redis.call('PUBLISH', ARGV[5], 'data')
 local offsets = redis.call('HVALS', KEYS[2])
 if #offsets == 0 then return -1 end
@@ -139,15 +145,18 @@ return head - slowest
 };
 
 /**
- * The sender is done with a finished transfer (every remaining receiver has read it all): the path is free.
- * KEYS: [1] meta hash
- * ARGV: [1] generation, [2] ttl ms for what is left
+ * The sender is done with a finished transfer (every remaining receiver has read it all, end frame
+ * included): the path is free and the data is deleted. The state stays a little longer, so a late party
+ * learns that the transfer ended rather than finding nothing.
+ * KEYS: [1] meta hash, [2] readers hash, [3] owners hash, [4] data stream
+ * ARGV: [1] generation, [2] ttl ms of the state
  * Output: 1 | 0 (another transfer owns the path already)
  */
 export const finishScript: ScriptDefinition = {
-  numberOfKeys: 1,
+  numberOfKeys: 4,
   lua: `
 if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'state', 'f')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1

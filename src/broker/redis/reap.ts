@@ -1,0 +1,33 @@
+import { deadInstances } from './liveness.js';
+import type { PipeContext } from './pipe-context.js';
+
+/** What `reapDropped` found. */
+export interface ReapResult {
+  /** Whether the transfer is still running (started, not ended). */
+  readonly running: boolean;
+  /** Receivers still part of the transfer (dropped ones within their grace period included). */
+  readonly remaining: number;
+}
+
+/**
+ * Settles the pipe's parties that dropped (their client, or their whole instance) and did not come back
+ * within the grace period; see `reapScript`. Sessions call it while they wait and nothing moves, so a pipe
+ * whose peer vanished ends in an error instead of hanging until its keys expire.
+ */
+export async function reapDropped(ctx: PipeContext): Promise<ReapResult> {
+  const { redis, keys, generation, options } = ctx;
+  const [sender, owners] = await Promise.all([redis.hget(keys.meta, 'sinst'), redis.hvals(keys.owners)]);
+  const dead = await deadInstances(redis, ctx.keyPrefix, [sender, ...owners], ctx.instanceId);
+  const [remaining] = (await ctx.scripts.reap(
+    [keys.meta, keys.readers, keys.owners, keys.data(generation)],
+    [
+      generation,
+      dead.join(' '),
+      options.resumeGraceMs,
+      keys.events,
+      options.maxStreamEntries,
+      options.endedTtlMs,
+    ],
+  )) as [number, number];
+  return { running: remaining >= 0, remaining: Math.max(0, remaining) };
+}

@@ -1,0 +1,278 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  NothingToResumeError,
+  ReceiversGoneError,
+  ResumeOffsetError,
+  SenderAbortedError,
+} from '../src/broker/errors.js';
+import { RedisBroker, type RedisBrokerOptions } from '../src/broker/redis/redis-broker.js';
+import type { ReceiverSession, SenderEvent, SenderSession } from '../src/broker/types.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+
+const never = new AbortController().signal;
+const WINDOW = 64 * 1024;
+
+let redis: TestRedis;
+let client: Redis;
+const brokers: RedisBroker[] = [];
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  client = new Redis(redis.url);
+});
+afterAll(async () => {
+  client?.disconnect();
+  await redis?.stop();
+});
+afterEach(async () => {
+  await Promise.all(brokers.splice(0).map((broker) => broker.close()));
+});
+
+/** Brokers of one test share a key prefix: they are instances of one deployment. */
+async function instances(count: number, options: Partial<RedisBrokerOptions> = {}): Promise<RedisBroker[]> {
+  const keyPrefix = `t${randomUUID().slice(0, 8)}:`;
+  const made: RedisBroker[] = [];
+  for (let i = 0; i < count; i++) {
+    const broker = new RedisBroker({
+      target: { url: redis.url },
+      keyPrefix,
+      windowBytes: WINDOW,
+      maxPipes: 100,
+      maxWaiting: 100,
+      pollMs: 50,
+      resumeGraceMs: 2000,
+      instanceTtlMs: 600,
+      endedTtlMs: 300,
+      ...options,
+    });
+    await broker.ready();
+    made.push(broker);
+  }
+  brokers.push(...made);
+  return made;
+}
+
+async function started(
+  sender: SenderSession,
+  receivers: ReceiverSession[],
+  headers: Array<[string, string]> = [],
+): Promise<void> {
+  await sender.waitForReceivers(never);
+  await sender.start({ headers });
+  await Promise.all(receivers.map((receiver) => receiver.waitForStart(never)));
+}
+
+/** Reads until `count` bytes arrived (or the end); returns them. */
+async function readBytes(session: ReceiverSession, count = Number.POSITIVE_INFINITY): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  while (total < count) {
+    const chunk = await session.read();
+    if (chunk === null) break;
+    chunks.push(chunk);
+    total += chunk.byteLength;
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Writes `body` in chunks of `size`. */
+async function writeAll(sender: SenderSession, body: Uint8Array, size = 16 * 1024): Promise<void> {
+  for (let at = 0; at < body.byteLength; at += size) await sender.write(body.subarray(at, at + size));
+}
+
+async function until(condition: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('redis broker: resuming transfers', () => {
+  it('a receiver that drops resumes through another instance from any retained offset, byte-exact', async () => {
+    const [a, b] = await instances(2);
+    const body = randomBytes(6 * WINDOW);
+    const sender = await a!.openSender({ path: '/r1', receivers: 1 });
+    const first = await a!.openReceiver({ path: '/r1', receivers: 1 });
+    await started(sender, [first!], [['Content-Type', 'application/x-test']]);
+    const sending = writeAll(sender, body).then(() => sender.end());
+
+    const got = await readBytes(first!, 2 * WINDOW);
+    first!.cancel();
+    // The client kept fewer bytes than the broker handed out (some were in socket buffers when it died).
+    const kept = 2 * WINDOW - 5000;
+    const resumed = await b!.openReceiver({ path: '/r1', receivers: 1, resumeAt: kept });
+    const meta = await resumed.waitForStart(never);
+    expect(meta.headers).toEqual([['Content-Type', 'application/x-test']]);
+    const rest = await readBytes(resumed);
+    await sending;
+    expect(Buffer.concat([got.subarray(0, kept), rest]).equals(body)).toBe(true);
+  });
+
+  it('a receiver that does not come back within the grace period is dropped: the sender is told', async () => {
+    const [a] = await instances(1, { resumeGraceMs: 300 });
+    const events: SenderEvent[] = [];
+    const sender = await a!.openSender({ path: '/r2', receivers: 1, onEvent: (e) => events.push(e) });
+    const receiver = await a!.openReceiver({ path: '/r2', receivers: 1 });
+    await started(sender, [receiver]);
+    await sender.write(new Uint8Array(1000));
+    await readBytes(receiver, 1000);
+    receiver.cancel();
+    const startedAt = Date.now();
+    await expect(writeAll(sender, randomBytes(8 * WINDOW))).rejects.toBeInstanceOf(ReceiversGoneError);
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(250);
+    expect(events).toContainEqual({ type: 'receiver-aborted', remaining: 0, receivers: 1 });
+  });
+
+  it('a sender that drops resumes through another instance; receivers see one continuous stream', async () => {
+    const [a, b] = await instances(2);
+    const body = randomBytes(5 * WINDOW + 123);
+    const sender = await a!.openSender({ path: '/s1', receivers: 2 });
+    const r1 = await a!.openReceiver({ path: '/s1', receivers: 2 });
+    const r2 = await b!.openReceiver({ path: '/s1', receivers: 2 });
+    await started(sender, [r1, r2]);
+    const reading = Promise.all([readBytes(r1), readBytes(r2)]);
+    const cut = 2 * WINDOW + 777;
+    await writeAll(sender, body.subarray(0, cut), 10_000);
+    sender.interrupt('upload broke');
+
+    await until(
+      async () => (await b!.inspect('/s1'))?.senderDropped === true,
+      'the sender counts as dropped',
+    );
+    const status = await b!.inspect('/s1');
+    expect(status).toMatchObject({ state: 'transferring', committedOffset: cut });
+    // The new upload starts a little before the committed offset: the overlap is skipped, not repeated.
+    const again = await b!.openSender({ path: '/s1', receivers: 1, resumeAt: cut - 100 });
+    expect(again.resumedAt).toBe(cut);
+    await writeAll(again, body.subarray(cut));
+    await again.end();
+    const [got1, got2] = await reading;
+    expect(got1.equals(body)).toBe(true);
+    expect(got2.equals(body)).toBe(true);
+  });
+
+  it('a sender that does not come back within the grace period becomes an abort frame', async () => {
+    const [a, b] = await instances(2, { resumeGraceMs: 300 });
+    const sender = await a!.openSender({ path: '/s2', receivers: 1 });
+    const receiver = await b!.openReceiver({ path: '/s2', receivers: 1 });
+    await started(sender, [receiver]);
+    await sender.write(new Uint8Array(5000));
+    sender.interrupt();
+    await expect(readBytes(receiver)).rejects.toThrow(/did not resume/);
+    await expect(readBytes(receiver)).rejects.toBeInstanceOf(SenderAbortedError);
+    expect((await a!.inspect('/s2'))?.state).toBe('ended');
+  });
+
+  it('refuses resumes that cannot be served, with the reason', async () => {
+    const [a] = await instances(1);
+    await expect(a!.openReceiver({ path: '/none', receivers: 1, resumeAt: 10 })).rejects.toMatchObject({
+      reason: 'no-transfer',
+    });
+    const sender = await a!.openSender({ path: '/s3', receivers: 1 });
+    const receiver = await a!.openReceiver({ path: '/s3', receivers: 1 });
+    await started(sender, [receiver]);
+    await sender.write(new Uint8Array(3000));
+    // Nobody dropped: neither role can be taken over.
+    await expect(a!.openSender({ path: '/s3', receivers: 1, resumeAt: 0 })).rejects.toMatchObject({
+      reason: 'sender-connected',
+    });
+    await expect(a!.openReceiver({ path: '/s3', receivers: 1, resumeAt: 0 })).rejects.toBeInstanceOf(
+      NothingToResumeError,
+    );
+    await readBytes(receiver, 3000);
+    receiver.cancel();
+    // Beyond what the sender has sent.
+    const beyond = a!.openReceiver({ path: '/s3', receivers: 1, resumeAt: 3001 });
+    await expect(beyond).rejects.toBeInstanceOf(ResumeOffsetError);
+    await expect(beyond).rejects.toMatchObject({ from: 0, to: 3000 });
+    sender.interrupt();
+    await until(async () => (await a!.inspect('/s3'))?.senderDropped === true, 'the sender dropped');
+    await expect(a!.openSender({ path: '/s3', receivers: 1, resumeAt: 4000 })).rejects.toMatchObject({
+      to: 3000,
+    });
+  });
+
+  it('an offset the window has trimmed is refused with what can be served, never served with a hole', async () => {
+    const [a] = await instances(1);
+    const sender = await a!.openSender({ path: '/t1', receivers: 1 });
+    const receiver = await a!.openReceiver({ path: '/t1', receivers: 1 });
+    await started(sender, [receiver]);
+    const body = randomBytes(12 * WINDOW);
+    const sending = writeAll(sender, body).then(() => sender.end());
+    const got = await readBytes(receiver, 8 * WINDOW);
+    receiver.cancel();
+    // Frames more than a window behind the receiver's position are gone: byte 1 cannot be served.
+    const early = a!.openReceiver({ path: '/t1', receivers: 1, resumeAt: 1 });
+    await expect(early).rejects.toBeInstanceOf(ResumeOffsetError);
+    const { from } = (await early.catch((error: ResumeOffsetError) => error)) as ResumeOffsetError;
+    expect(from).toBeGreaterThan(1);
+    expect(from).toBeLessThanOrEqual(got.byteLength);
+    // The last window before the receiver's position stays (the sender may trim up to it meanwhile).
+    const at = got.byteLength - 1000;
+    const resumed = await a!.openReceiver({ path: '/t1', receivers: 1, resumeAt: at });
+    await resumed.waitForStart(never);
+    const rest = await readBytes(resumed);
+    await sending;
+    expect(Buffer.concat([got.subarray(0, at), rest]).equals(body)).toBe(true);
+  });
+});
+
+describe('redis broker: memory and keys', () => {
+  it('a slow receiver keeps Redis at about two windows per pipe (the unread part and a resume margin)', async () => {
+    const [a] = await instances(1, { resumeGraceMs: 2000 });
+    const sender = await a!.openSender({ path: '/m1', receivers: 1 });
+    const receiver = await a!.openReceiver({ path: '/m1', receivers: 1 });
+    await started(sender, [receiver]);
+    const body = randomBytes(40 * WINDOW);
+    const sending = writeAll(sender, body).then(() => sender.end());
+    const dataKey = async () => (await client.keys(`${(a as unknown as { prefix: string }).prefix}*:d:*`))[0];
+    let largest = 0;
+    const chunks: Uint8Array[] = [];
+    for (let total = 0; total < body.byteLength; ) {
+      const chunk = await receiver.read();
+      if (chunk === null) break;
+      chunks.push(chunk);
+      total += chunk.byteLength;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      const key = await dataKey();
+      if (key) largest = Math.max(largest, Number(await client.memory('USAGE', key, 'SAMPLES', '0')));
+    }
+    expect(await receiver.read()).toBeNull();
+    await sending;
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+    // Unread (up to a window, measured a quarter window late), in flight, the retained window, and the
+    // allocator's rounding of each entry: a few windows, where an untrimmed stream would hold all 40.
+    expect(largest).toBeGreaterThan(WINDOW);
+    expect(largest).toBeLessThan(5 * WINDOW);
+  });
+
+  it('finished and aborted pipes leave no keys behind', async () => {
+    const [a] = await instances(1, { resumeGraceMs: 0 });
+    const prefix = (a as unknown as { prefix: string }).prefix;
+    const pipeKeys = async () => (await client.keys(`${prefix}{*`)).sort();
+
+    const sender = await a!.openSender({ path: '/k1', receivers: 1 });
+    const receiver = await a!.openReceiver({ path: '/k1', receivers: 1 });
+    await started(sender, [receiver]);
+    await sender.write(new Uint8Array(10_000));
+    const ending = sender.end();
+    await readBytes(receiver);
+    await ending;
+    // The data is deleted at once; the state stays briefly so a late party learns the transfer ended.
+    expect(await pipeKeys()).toEqual([`${prefix}{/k1}:m`]);
+
+    const aborting = await a!.openSender({ path: '/k2', receivers: 1 });
+    const left = await a!.openReceiver({ path: '/k2', receivers: 1 });
+    await started(aborting, [left]);
+    await aborting.write(new Uint8Array(100));
+    aborting.abort();
+    await expect(readBytes(left)).rejects.toBeInstanceOf(SenderAbortedError);
+
+    const waiting = await a!.openReceiver({ path: '/k3', receivers: 1 });
+    waiting.cancel();
+    await until(async () => (await pipeKeys()).length === 0, 'every pipe key expired', 3000);
+  });
+});
