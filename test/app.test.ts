@@ -274,10 +274,79 @@ describe('transfers through app.request', () => {
     expect(await (await first).text()).toBe('done');
   });
 
-  it('HEAD on a pipe never takes a slot', async () => {
+  it('HEAD on a pipe never takes a slot, and tells how the pipe stands', async () => {
     const { request, broker } = setup();
     const head = await request('/pipe', { method: 'HEAD' });
     expect(head.status).toBe(200);
+    expect(head.headers.get('x-edgepipe-state')).toBe('idle');
+    expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+    const waiting = request('/pipe');
+    await Promise.resolve();
+    const again = await request('/pipe', { method: 'HEAD' });
+    expect(again.headers.get('x-edgepipe-state')).toBe('waiting');
+    expect(again.headers.get('upload-offset')).toBeNull();
+    expect(broker.stats()).toEqual({ pipes: 1, waiting: 1 });
+    await request('/pipe', { method: 'PUT', body: 'x' });
+    expect(await (await waiting).text()).toBe('x');
+  });
+});
+
+describe('resume requests', () => {
+  it('the in-memory broker answers a resume with 501 and the reason; nothing is claimed', async () => {
+    const { request, broker } = setup();
+    for (const res of [
+      await request('/r', { headers: { Range: 'bytes=100-' } }),
+      await request('/r?offset=5'),
+      await request('/r?offset=5', { method: 'PUT', body: 'x' }),
+    ]) {
+      expect(res.status).toBe(501);
+      expect(await res.text()).toBe(
+        '[ERROR] Resuming a transfer needs the Redis backend (start the server with --redis).\n',
+      );
+    }
+    expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+  });
+
+  it('Range bytes=0- and other range forms are a plain receive (media players send them)', async () => {
+    const { request } = setup();
+    for (const range of ['bytes=0-', 'bytes=10-20', 'bytes=-5', 'items=1-']) {
+      const { received } = await transfer(request, '/media', { body: 'whole body' });
+      const ranged = request('/media', { headers: { Range: range } });
+      await request('/media', { method: 'PUT', body: 'whole body' });
+      const res = await ranged;
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe(await received.text());
+    }
+  });
+
+  it('refuses malformed offsets with 400 and a reason', async () => {
+    const { request, broker } = setup();
+    const cases: Array<[string, RequestInit | undefined, string]> = [
+      ['/r?offset=abc', undefined, "offset should be a whole number of bytes, but offset = 'abc'."],
+      ['/r?offset=-1', undefined, "offset should be a whole number of bytes, but offset = '-1'."],
+      [
+        '/r?offset=1e3',
+        { method: 'PUT', body: 'x' },
+        "offset should be a whole number of bytes, but offset = '1e3'.",
+      ],
+      ['/r?offset=1&offset=2', undefined, 'offset is given more than once.'],
+      [
+        '/r?offset=9999999999999999',
+        undefined,
+        "offset should be a whole number of bytes, but offset = '9999999999999999'.",
+      ],
+      ['/r?offset=5', { headers: { Range: 'bytes=6-' } }, 'offset=5 and Range bytes=6- disagree.'],
+      [
+        '/r?offset=0',
+        { method: 'PUT', body: '--b--', headers: { 'Content-Type': 'multipart/form-data; boundary=b' } },
+        'A multipart upload cannot be resumed; send the rest of the file as a plain body.',
+      ],
+    ];
+    for (const [path, init, reason] of cases) {
+      const res = await request(path, init);
+      expect(res.status, path).toBe(400);
+      expect(await res.text()).toBe(`[ERROR] ${reason}\n`);
+    }
     expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
   });
 });

@@ -9,26 +9,31 @@ import {
 } from '../src/broker/errors.js';
 import { RedisBroker, type RedisBrokerOptions } from '../src/broker/redis/redis-broker.js';
 import type { ReceiverSession, SenderEvent, SenderSession } from '../src/broker/types.js';
+import { startTestCluster, type TestCluster } from './helpers/redis-cluster.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 const never = new AbortController().signal;
 const WINDOW = 64 * 1024;
 
 let redis: TestRedis;
+let cluster: TestCluster;
 let client: Redis;
 const brokers: RedisBroker[] = [];
 
 beforeAll(async () => {
-  redis = await startTestRedis();
+  [redis, cluster] = await Promise.all([startTestRedis(), startTestCluster()]);
   client = new Redis(redis.url);
 });
 afterAll(async () => {
   client?.disconnect();
-  await redis?.stop();
+  await Promise.all([redis?.stop(), cluster?.stop()]);
 });
 afterEach(async () => {
   await Promise.all(brokers.splice(0).map((broker) => broker.close()));
 });
+
+type Deployment = 'one Redis' | 'Redis Cluster';
+let deployment: Deployment = 'one Redis';
 
 /** Brokers of one test share a key prefix: they are instances of one deployment. */
 async function instances(count: number, options: Partial<RedisBrokerOptions> = {}): Promise<RedisBroker[]> {
@@ -36,7 +41,7 @@ async function instances(count: number, options: Partial<RedisBrokerOptions> = {
   const made: RedisBroker[] = [];
   for (let i = 0; i < count; i++) {
     const broker = new RedisBroker({
-      target: { url: redis.url },
+      target: deployment === 'one Redis' ? { url: redis.url } : { cluster: cluster.seeds },
       keyPrefix,
       windowBytes: WINDOW,
       maxPipes: 100,
@@ -90,137 +95,148 @@ async function until(condition: () => Promise<boolean>, what: string, ms = 5000)
   }
 }
 
-describe('redis broker: resuming transfers', () => {
-  it('a receiver that drops resumes through another instance from any retained offset, byte-exact', async () => {
-    const [a, b] = await instances(2);
-    const body = randomBytes(6 * WINDOW);
-    const sender = await a!.openSender({ path: '/r1', receivers: 1 });
-    const first = await a!.openReceiver({ path: '/r1', receivers: 1 });
-    await started(sender, [first!], [['Content-Type', 'application/x-test']]);
-    const sending = writeAll(sender, body).then(() => sender.end());
-
-    const got = await readBytes(first!, 2 * WINDOW);
-    first!.cancel();
-    // The client kept fewer bytes than the broker handed out (some were in socket buffers when it died).
-    const kept = 2 * WINDOW - 5000;
-    const resumed = await b!.openReceiver({ path: '/r1', receivers: 1, resumeAt: kept });
-    const meta = await resumed.waitForStart(never);
-    expect(meta.headers).toEqual([['Content-Type', 'application/x-test']]);
-    const rest = await readBytes(resumed);
-    await sending;
-    expect(Buffer.concat([got.subarray(0, kept), rest]).equals(body)).toBe(true);
-  });
-
-  it('a receiver that does not come back within the grace period is dropped: the sender is told', async () => {
-    const [a] = await instances(1, { resumeGraceMs: 300 });
-    const events: SenderEvent[] = [];
-    const sender = await a!.openSender({ path: '/r2', receivers: 1, onEvent: (e) => events.push(e) });
-    const receiver = await a!.openReceiver({ path: '/r2', receivers: 1 });
-    await started(sender, [receiver]);
-    await sender.write(new Uint8Array(1000));
-    await readBytes(receiver, 1000);
-    receiver.cancel();
-    const startedAt = Date.now();
-    await expect(writeAll(sender, randomBytes(8 * WINDOW))).rejects.toBeInstanceOf(ReceiversGoneError);
-    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(250);
-    expect(events).toContainEqual({ type: 'receiver-aborted', remaining: 0, receivers: 1 });
-  });
-
-  it('a sender that drops resumes through another instance; receivers see one continuous stream', async () => {
-    const [a, b] = await instances(2);
-    const body = randomBytes(5 * WINDOW + 123);
-    const sender = await a!.openSender({ path: '/s1', receivers: 2 });
-    const r1 = await a!.openReceiver({ path: '/s1', receivers: 2 });
-    const r2 = await b!.openReceiver({ path: '/s1', receivers: 2 });
-    await started(sender, [r1, r2]);
-    const reading = Promise.all([readBytes(r1), readBytes(r2)]);
-    const cut = 2 * WINDOW + 777;
-    await writeAll(sender, body.subarray(0, cut), 10_000);
-    sender.interrupt('upload broke');
-
-    await until(
-      async () => (await b!.inspect('/s1'))?.senderDropped === true,
-      'the sender counts as dropped',
-    );
-    const status = await b!.inspect('/s1');
-    expect(status).toMatchObject({ state: 'transferring', committedOffset: cut });
-    // The new upload starts a little before the committed offset: the overlap is skipped, not repeated.
-    const again = await b!.openSender({ path: '/s1', receivers: 1, resumeAt: cut - 100 });
-    expect(again.resumedAt).toBe(cut);
-    await writeAll(again, body.subarray(cut));
-    await again.end();
-    const [got1, got2] = await reading;
-    expect(got1.equals(body)).toBe(true);
-    expect(got2.equals(body)).toBe(true);
-  });
-
-  it('a sender that does not come back within the grace period becomes an abort frame', async () => {
-    const [a, b] = await instances(2, { resumeGraceMs: 300 });
-    const sender = await a!.openSender({ path: '/s2', receivers: 1 });
-    const receiver = await b!.openReceiver({ path: '/s2', receivers: 1 });
-    await started(sender, [receiver]);
-    await sender.write(new Uint8Array(5000));
-    sender.interrupt();
-    await expect(readBytes(receiver)).rejects.toThrow(/did not resume/);
-    await expect(readBytes(receiver)).rejects.toBeInstanceOf(SenderAbortedError);
-    expect((await a!.inspect('/s2'))?.state).toBe('ended');
-  });
-
-  it('refuses resumes that cannot be served, with the reason', async () => {
-    const [a] = await instances(1);
-    await expect(a!.openReceiver({ path: '/none', receivers: 1, resumeAt: 10 })).rejects.toMatchObject({
-      reason: 'no-transfer',
+describe.each<Deployment>(['one Redis', 'Redis Cluster'])(
+  'redis broker on %s: resuming transfers',
+  (target) => {
+    beforeAll(() => {
+      deployment = target;
     });
-    const sender = await a!.openSender({ path: '/s3', receivers: 1 });
-    const receiver = await a!.openReceiver({ path: '/s3', receivers: 1 });
-    await started(sender, [receiver]);
-    await sender.write(new Uint8Array(3000));
-    // Nobody dropped: neither role can be taken over.
-    await expect(a!.openSender({ path: '/s3', receivers: 1, resumeAt: 0 })).rejects.toMatchObject({
-      reason: 'sender-connected',
-    });
-    await expect(a!.openReceiver({ path: '/s3', receivers: 1, resumeAt: 0 })).rejects.toBeInstanceOf(
-      NothingToResumeError,
-    );
-    await readBytes(receiver, 3000);
-    receiver.cancel();
-    // Beyond what the sender has sent.
-    const beyond = a!.openReceiver({ path: '/s3', receivers: 1, resumeAt: 3001 });
-    await expect(beyond).rejects.toBeInstanceOf(ResumeOffsetError);
-    await expect(beyond).rejects.toMatchObject({ from: 0, to: 3000 });
-    sender.interrupt();
-    await until(async () => (await a!.inspect('/s3'))?.senderDropped === true, 'the sender dropped');
-    await expect(a!.openSender({ path: '/s3', receivers: 1, resumeAt: 4000 })).rejects.toMatchObject({
-      to: 3000,
-    });
-  });
 
-  it('an offset the window has trimmed is refused with what can be served, never served with a hole', async () => {
-    const [a] = await instances(1);
-    const sender = await a!.openSender({ path: '/t1', receivers: 1 });
-    const receiver = await a!.openReceiver({ path: '/t1', receivers: 1 });
-    await started(sender, [receiver]);
-    const body = randomBytes(12 * WINDOW);
-    const sending = writeAll(sender, body).then(() => sender.end());
-    const got = await readBytes(receiver, 8 * WINDOW);
-    receiver.cancel();
-    // Frames more than a window behind the receiver's position are gone: byte 1 cannot be served.
-    const early = a!.openReceiver({ path: '/t1', receivers: 1, resumeAt: 1 });
-    await expect(early).rejects.toBeInstanceOf(ResumeOffsetError);
-    const { from } = (await early.catch((error: ResumeOffsetError) => error)) as ResumeOffsetError;
-    expect(from).toBeGreaterThan(1);
-    expect(from).toBeLessThanOrEqual(got.byteLength);
-    // The last window before the receiver's position stays (the sender may trim up to it meanwhile).
-    const at = got.byteLength - 1000;
-    const resumed = await a!.openReceiver({ path: '/t1', receivers: 1, resumeAt: at });
-    await resumed.waitForStart(never);
-    const rest = await readBytes(resumed);
-    await sending;
-    expect(Buffer.concat([got.subarray(0, at), rest]).equals(body)).toBe(true);
-  });
-});
+    it('a receiver that drops resumes through another instance from any retained offset, byte-exact', async () => {
+      const [a, b] = await instances(2);
+      const body = randomBytes(6 * WINDOW);
+      const sender = await a!.openSender({ path: '/r1', receivers: 1 });
+      const first = await a!.openReceiver({ path: '/r1', receivers: 1 });
+      await started(sender, [first!], [['Content-Type', 'application/x-test']]);
+      const sending = writeAll(sender, body).then(() => sender.end());
+
+      const got = await readBytes(first!, 2 * WINDOW);
+      first!.cancel();
+      // The client kept fewer bytes than the broker handed out (some were in socket buffers when it died).
+      const kept = 2 * WINDOW - 5000;
+      const resumed = await b!.openReceiver({ path: '/r1', receivers: 1, resumeAt: kept });
+      const meta = await resumed.waitForStart(never);
+      expect(meta.headers).toEqual([['Content-Type', 'application/x-test']]);
+      const rest = await readBytes(resumed);
+      await sending;
+      expect(Buffer.concat([got.subarray(0, kept), rest]).equals(body)).toBe(true);
+    });
+
+    it('a receiver that does not come back within the grace period is dropped: the sender is told', async () => {
+      const [a] = await instances(1, { resumeGraceMs: 300 });
+      const events: SenderEvent[] = [];
+      const sender = await a!.openSender({ path: '/r2', receivers: 1, onEvent: (e) => events.push(e) });
+      const receiver = await a!.openReceiver({ path: '/r2', receivers: 1 });
+      await started(sender, [receiver]);
+      await sender.write(new Uint8Array(1000));
+      await readBytes(receiver, 1000);
+      receiver.cancel();
+      const startedAt = Date.now();
+      await expect(writeAll(sender, randomBytes(8 * WINDOW))).rejects.toBeInstanceOf(ReceiversGoneError);
+      expect(Date.now() - startedAt).toBeGreaterThanOrEqual(250);
+      expect(events).toContainEqual({ type: 'receiver-aborted', remaining: 0, receivers: 1 });
+    });
+
+    it('a sender that drops resumes through another instance; receivers see one continuous stream', async () => {
+      const [a, b] = await instances(2);
+      const body = randomBytes(5 * WINDOW + 123);
+      const sender = await a!.openSender({ path: '/s1', receivers: 2 });
+      const r1 = await a!.openReceiver({ path: '/s1', receivers: 2 });
+      const r2 = await b!.openReceiver({ path: '/s1', receivers: 2 });
+      await started(sender, [r1, r2]);
+      const reading = Promise.all([readBytes(r1), readBytes(r2)]);
+      const cut = 2 * WINDOW + 777;
+      await writeAll(sender, body.subarray(0, cut), 10_000);
+      sender.interrupt('upload broke');
+
+      await until(
+        async () => (await b!.inspect('/s1'))?.senderDropped === true,
+        'the sender counts as dropped',
+      );
+      const status = await b!.inspect('/s1');
+      expect(status).toMatchObject({ state: 'transferring', committedOffset: cut });
+      // The new upload starts a little before the committed offset: the overlap is skipped, not repeated.
+      const again = await b!.openSender({ path: '/s1', receivers: 1, resumeAt: cut - 100 });
+      expect(again.resumedAt).toBe(cut);
+      await writeAll(again, body.subarray(cut));
+      await again.end();
+      const [got1, got2] = await reading;
+      expect(got1.equals(body)).toBe(true);
+      expect(got2.equals(body)).toBe(true);
+    });
+
+    it('a sender that does not come back within the grace period becomes an abort frame', async () => {
+      const [a, b] = await instances(2, { resumeGraceMs: 300 });
+      const sender = await a!.openSender({ path: '/s2', receivers: 1 });
+      const receiver = await b!.openReceiver({ path: '/s2', receivers: 1 });
+      await started(sender, [receiver]);
+      await sender.write(new Uint8Array(5000));
+      sender.interrupt();
+      await expect(readBytes(receiver)).rejects.toThrow(/did not resume/);
+      await expect(readBytes(receiver)).rejects.toBeInstanceOf(SenderAbortedError);
+      expect((await a!.inspect('/s2'))?.state).toBe('ended');
+    });
+
+    it('refuses resumes that cannot be served, with the reason', async () => {
+      const [a] = await instances(1);
+      await expect(a!.openReceiver({ path: '/none', receivers: 1, resumeAt: 10 })).rejects.toMatchObject({
+        reason: 'no-transfer',
+      });
+      const sender = await a!.openSender({ path: '/s3', receivers: 1 });
+      const receiver = await a!.openReceiver({ path: '/s3', receivers: 1 });
+      await started(sender, [receiver]);
+      await sender.write(new Uint8Array(3000));
+      // Nobody dropped: neither role can be taken over.
+      await expect(a!.openSender({ path: '/s3', receivers: 1, resumeAt: 0 })).rejects.toMatchObject({
+        reason: 'sender-connected',
+      });
+      await expect(a!.openReceiver({ path: '/s3', receivers: 1, resumeAt: 0 })).rejects.toBeInstanceOf(
+        NothingToResumeError,
+      );
+      await readBytes(receiver, 3000);
+      receiver.cancel();
+      // Beyond what the sender has sent.
+      const beyond = a!.openReceiver({ path: '/s3', receivers: 1, resumeAt: 3001 });
+      await expect(beyond).rejects.toBeInstanceOf(ResumeOffsetError);
+      await expect(beyond).rejects.toMatchObject({ from: 0, to: 3000 });
+      sender.interrupt();
+      await until(async () => (await a!.inspect('/s3'))?.senderDropped === true, 'the sender dropped');
+      await expect(a!.openSender({ path: '/s3', receivers: 1, resumeAt: 4000 })).rejects.toMatchObject({
+        to: 3000,
+      });
+    });
+
+    it('an offset the window has trimmed is refused with what can be served, never served with a hole', async () => {
+      const [a] = await instances(1);
+      const sender = await a!.openSender({ path: '/t1', receivers: 1 });
+      const receiver = await a!.openReceiver({ path: '/t1', receivers: 1 });
+      await started(sender, [receiver]);
+      const body = randomBytes(12 * WINDOW);
+      const sending = writeAll(sender, body).then(() => sender.end());
+      const got = await readBytes(receiver, 8 * WINDOW);
+      receiver.cancel();
+      // Frames more than a window behind the receiver's position are gone: byte 1 cannot be served.
+      const early = a!.openReceiver({ path: '/t1', receivers: 1, resumeAt: 1 });
+      await expect(early).rejects.toBeInstanceOf(ResumeOffsetError);
+      const { from } = (await early.catch((error: ResumeOffsetError) => error)) as ResumeOffsetError;
+      expect(from).toBeGreaterThan(1);
+      expect(from).toBeLessThanOrEqual(got.byteLength);
+      // The last window before the receiver's position stays (the sender may trim up to it meanwhile).
+      const at = got.byteLength - 1000;
+      const resumed = await a!.openReceiver({ path: '/t1', receivers: 1, resumeAt: at });
+      await resumed.waitForStart(never);
+      const rest = await readBytes(resumed);
+      await sending;
+      expect(Buffer.concat([got.subarray(0, at), rest]).equals(body)).toBe(true);
+    });
+  },
+);
 
 describe('redis broker: memory and keys', () => {
+  beforeAll(() => {
+    deployment = 'one Redis';
+  });
+
   it('a slow receiver keeps Redis at about two windows per pipe (the unread part and a resume margin)', async () => {
     const [a] = await instances(1, { resumeGraceMs: 2000 });
     const sender = await a!.openSender({ path: '/m1', receivers: 1 });

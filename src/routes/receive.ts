@@ -40,7 +40,14 @@ export function receiveRoute(deps: RouteDeps) {
     // tells the broker this receiver left.
     const headers = receiverHeaders(meta.headers);
     if (!resume) return deps.streamResponse(session, { headers });
-    return deps.streamResponse(session, resumedResponse(headers, resume));
+    let init: ResponseInit;
+    try {
+      init = resumedResponse(headers, resume);
+    } catch (error) {
+      session.cancel();
+      throw error;
+    }
+    return deps.streamResponse(session, init);
   };
 }
 

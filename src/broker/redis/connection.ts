@@ -58,7 +58,12 @@ const CONNECTION_OPTIONS = {
 /** Opens a command connection to `target`. */
 export function connect(target: RedisTarget): Redis | Cluster {
   if ('url' in target) return new Redis(target.url, CONNECTION_OPTIONS);
-  return new Cluster([...target.cluster], { lazyConnect: true, redisOptions: CONNECTION_OPTIONS });
+  // A cluster reconnects its nodes by its own strategy (it ignores the one in `redisOptions`).
+  return new Cluster([...target.cluster], {
+    lazyConnect: true,
+    redisOptions: CONNECTION_OPTIONS,
+    clusterRetryStrategy: CONNECTION_OPTIONS.retryStrategy,
+  });
 }
 
 /** Registers the scripts on a connection and returns them as typed calls. */

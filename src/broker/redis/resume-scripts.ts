@@ -58,7 +58,8 @@ if state == 'f' or state == 'a' then return {'err', 'ended'} end
 if state ~= 's' or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[5] then return {'err', 'no-transfer'} end
 mark_dead(ARGV[7])
 local kind, seq, head = last_frame(KEYS[4])
-if kind > 0 then return {'err', 'ended'} end
+-- After an abort frame nobody can resume; after the end frame only receivers still reading can.
+if kind == 2 or (kind == 1 and ARGV[1] == 's') then return {'err', 'ended'} end
 local offset = tonumber(ARGV[4])
 local now = now_ms()
 if ARGV[1] == 's' then
