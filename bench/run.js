@@ -6,15 +6,22 @@
 //   (c) 200 concurrent 1 MiB pipes (fetch): wall seconds
 //   (d) peak server RSS over the whole run
 //
+// The Redis backend runs in the same rounds on a redis-server of the bench's own (free port, nothing on
+// disk): once with sender and receiver on one instance, once with the sender on instance A and the
+// receiver on instance B. Its rows add Redis's CPU per GiB and peak RSS, and (e) the Redis connections one
+// instance holds while 1,000 receivers wait on it.
+//
 // piping-server itself (the protocol's origin) runs beside them when it can be installed from npm into
 // bench/.work (not part of the project: only measured). Options (env): BENCH_ROUNDS (default 3),
-// BENCH_GIB (default 1), BENCH_PIPING=0 to leave piping-server out.
+// BENCH_GIB (default 1), BENCH_PIPING=0 to leave piping-server out, BENCH_REDIS=0 to leave the Redis rows out.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { cpuSeconds, peakRssMiB } from './proc-stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -76,6 +83,45 @@ async function startServer(name, command, args) {
   return { name, child, pid: child.pid, url: `http://127.0.0.1:${port}` };
 }
 
+/**
+ * What a bench row measures: where senders and receivers go (one server, or two instances), the processes
+ * whose CPU counts as the server's, and the redis-server behind it if any.
+ */
+function target(name, senderSide, receiverSide = senderSide, redis = undefined) {
+  const processes = senderSide === receiverSide ? [senderSide] : [senderSide, receiverSide];
+  return {
+    name,
+    sendUrl: (path) => `${senderSide.url}/${path}`,
+    recvUrl: (path) => `${receiverSide.url}/${path}`,
+    processes,
+    serverCpu: () => processes.reduce((sum, p) => sum + cpuSeconds(p.pid), 0),
+    redis,
+  };
+}
+
+/** A redis-server of the bench's own on a free port, keeping nothing on disk. */
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => {});
+  for (let i = 0; ; i++) {
+    try {
+      await client.connect();
+      break;
+    } catch (error) {
+      if (i > 100) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  return { child, pid: child.pid, url, client };
+}
+
 function run(command) {
   const child = spawn('sh', ['-c', command], { stdio: ['ignore', 'ignore', 'inherit'] });
   return once(child, 'exit').then(([code]) => {
@@ -85,24 +131,29 @@ function run(command) {
 
 /** (a) Streams `GIB` GiB of zeros with curl at both ends; returns MiB/s and server CPU s per GiB. */
 async function throughput(server, round) {
-  const url = `${server.url}/bench-a-${round}`;
+  const path = `bench-a-${round}`;
   const bytes = GIB * 1024 ** 3;
-  const cpuBefore = cpuSeconds(server.pid);
+  const cpuBefore = server.serverCpu();
+  const redisBefore = server.redis ? cpuSeconds(server.redis.pid) : 0;
   const started = performance.now();
-  const receiver = run(`curl -sSf -o /dev/null '${url}'`);
-  const sender = run(`head -c ${bytes} /dev/zero | curl -sSf -T - '${url}' > /dev/null`);
+  const receiver = run(`curl -sSf -o /dev/null '${server.recvUrl(path)}'`);
+  const sender = run(`head -c ${bytes} /dev/zero | curl -sSf -T - '${server.sendUrl(path)}' > /dev/null`);
   await Promise.all([receiver, sender]);
   const seconds = (performance.now() - started) / 1000;
-  return { mibPerSecond: bytes / 1024 ** 2 / seconds, cpuPerGiB: (cpuSeconds(server.pid) - cpuBefore) / GIB };
+  return {
+    mibPerSecond: bytes / 1024 ** 2 / seconds,
+    cpuPerGiB: (server.serverCpu() - cpuBefore) / GIB,
+    redisCpuPerGiB: server.redis ? (cpuSeconds(server.redis.pid) - redisBefore) / GIB : Number.NaN,
+  };
 }
 
 /** One transfer through fetch: resolves with the receiver's bytes once both sides are done. */
-async function transfer(url, body) {
-  const received = fetch(url).then(async (res) => {
+async function transfer(server, path, body) {
+  const received = fetch(server.recvUrl(path)).then(async (res) => {
     if (!res.ok) throw new Error(`receiver got ${res.status}`);
     return new Uint8Array(await res.arrayBuffer());
   });
-  const sent = fetch(url, { method: 'PUT', body }).then((res) => res.arrayBuffer());
+  const sent = fetch(server.sendUrl(path), { method: 'PUT', body }).then((res) => res.arrayBuffer());
   const [bytes] = await Promise.all([received, sent]);
   if (bytes.length !== body.length) throw new Error(`got ${bytes.length} of ${body.length} bytes`);
   return bytes;
@@ -114,7 +165,7 @@ async function latencies(server, round, count = 300) {
   const samples = [];
   for (let i = 0; i < count; i++) {
     const started = performance.now();
-    await transfer(`${server.url}/bench-b-${round}-${i}`, body);
+    await transfer(server, `bench-b-${round}-${i}`, body);
     samples.push(performance.now() - started);
   }
   return samples;
@@ -124,10 +175,32 @@ async function latencies(server, round, count = 300) {
 async function concurrent(server, round, count = 200) {
   const body = new Uint8Array(1024 * 1024).fill(9);
   const started = performance.now();
-  await Promise.all(
-    Array.from({ length: count }, (_, i) => transfer(`${server.url}/bench-c-${round}-${i}`, body)),
-  );
+  await Promise.all(Array.from({ length: count }, (_, i) => transfer(server, `bench-c-${round}-${i}`, body)));
   return (performance.now() - started) / 1000;
+}
+
+/** (e) Redis connections of one instance while `count` receivers wait on it (each on a socket of its own). */
+async function connectionsWhileWaiting(server, count = 1000) {
+  const side = server.processes[0];
+  const requests = Array.from({ length: count }, (_, i) => {
+    const request = get(`${side.url}/bench-e-${i}`, { agent: false });
+    request.on('error', () => {});
+    return request;
+  });
+  try {
+    for (let i = 0; i < 600; i++) {
+      const health = await (await fetch(`${side.url}/_/health`)).json();
+      if (health.broker.waiting >= count) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const clients = String(await server.redis.client.client('LIST'))
+      .trim()
+      .split('\n');
+    // Every connection but the bench's own, per instance on this Redis.
+    return (clients.length - 1) / new Set(server.redis.instances).size;
+  } finally {
+    for (const request of requests) request.destroy();
+  }
 }
 
 const median = (values) => {
@@ -141,32 +214,43 @@ const quantile = (values, q) => {
 };
 
 async function main() {
-  const servers = [
-    await startServer('raw relay', process.execPath, ['bench/raw-relay.js', '0']),
-    // Started as `npm start` does: bin/edgepipe.js, with the V8 flags of its shebang.
-    await startServer('edgepipe (memory)', join(root, 'bin', 'edgepipe.js'), [
-      'serve',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-    ]),
-  ];
+  const edgepipeArgs = ['serve', '--host', '127.0.0.1', '--port', '0'];
+  // Started as `npm start` does: bin/edgepipe.js, with the V8 flags of its shebang.
+  const edgepipe = (name, ...extra) =>
+    startServer(name, join(root, 'bin', 'edgepipe.js'), [...edgepipeArgs, ...extra]);
+  const raw = await startServer('raw relay', process.execPath, ['bench/raw-relay.js', '0']);
+  const memory = await edgepipe('edgepipe (memory)');
+  const redis = process.env.BENCH_REDIS === '0' ? undefined : await startRedis();
+  const targets = [target('raw relay', raw), target('edgepipe (memory)', memory)];
+  const processes = [raw, memory];
+  if (redis) {
+    const one = await edgepipe('edgepipe (redis)', '--redis', redis.url);
+    const a = await edgepipe('edgepipe (redis) A', '--redis', redis.url);
+    const b = await edgepipe('edgepipe (redis) B', '--redis', redis.url);
+    redis.instances = [one.pid, a.pid, b.pid];
+    processes.push(one, a, b);
+    targets.push(target('edgepipe (redis)', one, one, redis), target('edgepipe (redis) A→B', a, b, redis));
+  }
   const piping = process.env.BENCH_PIPING === '0' ? undefined : pipingServerEntry();
   if (piping) {
     const args = [piping, '--host', '127.0.0.1', '--http-port', String(await freePort())];
-    servers.push(await startServer(`piping-server ${PIPING_VERSION}`, process.execPath, args));
+    const started = await startServer(`piping-server ${PIPING_VERSION}`, process.execPath, args);
+    processes.push(started);
+    targets.push(target(started.name, started));
   }
-  const results = new Map(servers.map((s) => [s.name, { a: [], cpu: [], p50: [], p99: [], c: [] }]));
+  const results = new Map(
+    targets.map((t) => [t.name, { a: [], cpu: [], redisCpu: [], p50: [], p99: [], c: [] }]),
+  );
   try {
     // Warm up every server (JIT, connection pools) before measuring.
-    for (const server of servers) await latencies(server, 'warm', 50);
+    for (const server of targets) await latencies(server, 'warm', 50);
     for (let round = 0; round < ROUNDS; round++) {
-      for (const server of servers) {
+      for (const server of targets) {
         const r = results.get(server.name);
         const a = await throughput(server, round);
         r.a.push(a.mibPerSecond);
         r.cpu.push(a.cpuPerGiB);
+        r.redisCpu.push(a.redisCpuPerGiB);
         const lat = await latencies(server, round);
         r.p50.push(quantile(lat, 0.5));
         r.p99.push(quantile(lat, 0.99));
@@ -177,29 +261,45 @@ async function main() {
         );
       }
     }
+    for (const server of targets) {
+      if (server.redis) results.get(server.name).connections = await connectionsWhileWaiting(server);
+    }
   } finally {
-    for (const server of servers) results.get(server.name).rss = peakRssMiB(server.pid);
-    for (const server of servers) server.child.kill('SIGKILL');
+    for (const server of targets) {
+      const r = results.get(server.name);
+      r.rss = Math.max(...server.processes.map((p) => peakRssMiB(p.pid)));
+      r.redisRss = server.redis ? peakRssMiB(server.redis.pid) : Number.NaN;
+    }
+    for (const p of processes) p.child.kill('SIGKILL');
+    redis?.client.disconnect();
+    redis?.child.kill('SIGKILL');
   }
 
-  const raw = results.get('raw relay');
+  const rawResult = results.get('raw relay');
+  const dash = (value, digits) => (Number.isNaN(value) || value === undefined ? '–' : value.toFixed(digits));
   const rows = [...results].map(([name, r]) => [
     name,
     `${median(r.a).toFixed(0)}`,
     `${median(r.cpu).toFixed(2)}`,
+    dash(median(r.redisCpu), 2),
     `${median(r.p50).toFixed(2)}`,
     `${median(r.p99).toFixed(2)}`,
     `${median(r.c).toFixed(2)}`,
     `${r.rss.toFixed(0)}`,
+    dash(r.redisRss, 0),
+    dash(r.connections, 1),
   ]);
   const header = [
     'server',
     `(a) ${GIB} GiB MiB/s`,
     '(a) server CPU s/GiB',
+    '(a) Redis CPU s/GiB',
     '(b) 1 KiB p50 ms',
     '(b) 1 KiB p99 ms',
     '(c) 200×1 MiB s',
     '(d) peak RSS MiB',
+    '(d) Redis peak RSS MiB',
+    '(e) Redis conns, 1000 waiting',
   ];
   console.log(
     `\nMedians of ${ROUNDS} interleaved rounds (node ${process.version}, ${new Date().toISOString()})\n`,
@@ -207,13 +307,16 @@ async function main() {
   console.log(`| ${header.join(' | ')} |`);
   console.log(`|${header.map(() => '---').join('|')}|`);
   for (const row of rows) console.log(`| ${row.join(' | ')} |`);
-  const edge = results.get('edgepipe (memory)');
-  console.log(
-    `\nedgepipe / raw: throughput ${(median(edge.a) / median(raw.a)).toFixed(2)}×, ` +
-      `p99 ${(median(edge.p99) / median(raw.p99)).toFixed(2)}×, ` +
-      `200-pipe wall ${(median(edge.c) / median(raw.c)).toFixed(2)}×, ` +
-      `CPU/GiB ${(median(edge.cpu) / median(raw.cpu)).toFixed(2)}×`,
-  );
+  for (const name of ['edgepipe (memory)', 'edgepipe (redis)', 'edgepipe (redis) A→B']) {
+    const edge = results.get(name);
+    if (!edge) continue;
+    console.log(
+      `\n${name} / raw: throughput ${(median(edge.a) / median(rawResult.a)).toFixed(2)}×, ` +
+        `p99 ${(median(edge.p99) / median(rawResult.p99)).toFixed(2)}×, ` +
+        `200-pipe wall ${(median(edge.c) / median(rawResult.c)).toFixed(2)}×, ` +
+        `CPU/GiB ${(median(edge.cpu) / median(rawResult.cpu)).toFixed(2)}×`,
+    );
+  }
 }
 
 main().catch((error) => {
