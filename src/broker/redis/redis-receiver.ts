@@ -14,8 +14,11 @@ function fieldOf(fields: Buffer[], name: string): Uint8Array {
   return EMPTY;
 }
 
-/** Frames fetched per round trip: enough to keep a fast receiver busy while the next fetch is under way. */
-const FETCH_COUNT = 64;
+/**
+ * Frames fetched per round trip: enough to keep a fast receiver busy while the next fetch is under way,
+ * few enough that a batch (up to 16 frames of 256 KiB) stays a bounded buffer per receiver.
+ */
+const FETCH_COUNT = 16;
 
 /** A chunk was trimmed from the stream before this receiver read it: data is missing, so the read fails. */
 export class StreamGapError extends SenderAbortedError {

@@ -17,10 +17,13 @@ export function backlogOf(offsets: string[], head: number): number {
 /** How often the keys' expiry is pushed forward while a transfer runs (not on every chunk). */
 const TTL_REFRESH_MS = 5000;
 /**
- * Chunks that arrive within one turn of the event loop are joined into one frame of up to this size: each
- * frame costs a script run, a stream entry and a message to every receiver, whatever its size.
+ * Chunks that arrive within one turn of the event loop are joined into one frame of up to this size (and
+ * at most a quarter window, so a frame never waits on a window it cannot fit): each frame costs a stream
+ * entry, a message to every receiver and per-command work in Redis and ioredis, whatever its size.
+ * Measured for 1 GiB through one instance: 64 KiB frames ~360 MiB/s, 256 KiB ~460 MiB/s (node CPU
+ * 2.9 → 2.3 s/GiB); 1 MiB was no better.
  */
-const FRAME_BYTES = 64 * 1024;
+const MAX_FRAME_BYTES = 256 * 1024;
 
 /** Where a resumed sender picks up: the committed offset and the next frame's sequence number. */
 export interface SenderResume {
@@ -59,6 +62,7 @@ export class RedisSenderSession implements SenderSession {
   private readonly frames: Array<{ id: string; end: number }> = [];
   private reapedAt = 0;
   private unlisten: () => void = () => {};
+  private readonly frameBytes: number;
   readonly resumedAt: number | undefined;
 
   constructor(
@@ -71,6 +75,7 @@ export class RedisSenderSession implements SenderSession {
     resume?: SenderResume,
   ) {
     this.established = establishedAtOpen || resume !== undefined;
+    this.frameBytes = Math.min(MAX_FRAME_BYTES, Math.floor(ctx.options.windowBytes / 4));
     if (resume) {
       this.resumedAt = resume.offset;
       this.offset = resume.offset;
@@ -152,7 +157,7 @@ export class RedisSenderSession implements SenderSession {
     if (this.failure) throw this.failure;
     this.pending.push(chunk);
     this.pendingBytes += chunk.byteLength;
-    if (this.pendingBytes >= FRAME_BYTES) this.flush();
+    if (this.pendingBytes >= this.frameBytes) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => {
@@ -278,10 +283,13 @@ export class RedisSenderSession implements SenderSession {
   async end(): Promise<void> {
     const { redis, keys, scripts, generation, options } = this.ctx;
     try {
+      // The end frame follows the last data frames on the same connection without waiting for their
+      // answers (one round trip less per transfer); if one of them failed, the seq gap fails the readers.
+      this.flush();
+      const ended = this.append({ kind: 'end', seq: this.seq++, offset: this.offset }, '');
+      ended.catch(() => {}); // awaited below, unless a data frame failed first
       await this.settleInFlight();
-      if ((await this.append({ kind: 'end', seq: this.seq++, offset: this.offset }, '')) === -1) {
-        throw new ReceiversGoneError();
-      }
+      if ((await ended) === -1) throw new ReceiversGoneError();
       // "All received": every receiver still in the pipe has read up to the end frame, which counts as one
       // more byte (so the data is not deleted under a receiver that has yet to read that frame).
       for (;;) {
