@@ -204,7 +204,8 @@ describe('resuming over HTTP, across instances', () => {
     // Pipe 2: sender on B, receiver on the victim (curl, reading slowly).
     const file = join(work, 'victim-receiver.bin');
     const sending2 = fetch(`${b!.url}/k/two`, { method: 'PUT', body: data });
-    const curl = run('curl', ['-sS', '--limit-rate', '4M', '-o', file, `${victim!.url}/k/two`]);
+    // Slow enough (16 s for the whole body) that it is surely mid-body when its instance dies.
+    const curl = run('curl', ['-sS', '--limit-rate', '1M', '-o', file, `${victim!.url}/k/two`]);
     await until(async () => receiver1.received() > 2 * MiB || undefined, 'receiver 1 got 2 MiB');
     await until(
       async () => (statSync(file, { throwIfNoEntry: false })?.size ?? 0) > 2 * MiB || undefined,

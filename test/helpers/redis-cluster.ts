@@ -128,6 +128,23 @@ async function waitForPing(node: Node): Promise<void> {
 }
 
 /**
+ * A node that answers PING. A free port may be taken by someone else between our probe and the node's bind
+ * (test files run in parallel): then it starts again on other ports.
+ */
+async function startReadyNode(): Promise<Node> {
+  for (let attempt = 1; ; attempt++) {
+    const node = await startNode();
+    try {
+      await waitForPing(node);
+      return node;
+    } catch (error) {
+      await killNode(node);
+      if (attempt >= 5 || !node.log().includes('Address already in use')) throw error;
+    }
+  }
+}
+
+/**
  * Starts a local 3-master Redis Cluster (`redis-server` and `redis-cli` must be on PATH; `.ci/run` installs
  * both): every node on free ports with its own temp dir, slots spread by `redis-cli --cluster create`, and
  * resolves once every node reports `cluster_state:ok`. On any failure the nodes started so far are killed.
@@ -138,8 +155,7 @@ export async function startTestCluster(): Promise<TestCluster> {
     await Promise.all(nodes.splice(0).map(killNode));
   };
   try {
-    for (let i = 0; i < MASTERS; i++) nodes.push(await startNode());
-    await Promise.all(nodes.map(waitForPing));
+    for (let i = 0; i < MASTERS; i++) nodes.push(await startReadyNode());
     const created = await run(
       'redis-cli',
       [

@@ -21,8 +21,9 @@ export interface TestRedis {
   start(): Promise<void>;
 }
 
-async function waitUntilReady(port: number): Promise<void> {
+async function waitUntilReady(port: number, child: ChildProcess): Promise<void> {
   for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`redis-server on ${port} exited with ${child.exitCode}`);
     const client = new Redis({
       port,
       host: '127.0.0.1',
@@ -46,17 +47,27 @@ async function waitUntilReady(port: number): Promise<void> {
 
 /** Spawns `redis-server` (must be on PATH; `.ci/run` installs it) on a free port. */
 export async function startTestRedis(extraArgs: readonly string[] = []): Promise<TestRedis> {
-  const port = await freePort();
+  let port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
-    child = spawn(
+    const started = spawn(
       'redis-server',
       ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
       { stdio: 'ignore' },
     );
-    await waitUntilReady(port);
+    child = started;
+    await waitUntilReady(port, started);
   };
-  await start();
+  // The free port may be taken by another test file between the probe and the bind: try other ones.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start();
+      break;
+    } catch (error) {
+      if (attempt >= 5) throw error;
+      port = await freePort();
+    }
+  }
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
