@@ -12,6 +12,9 @@ import { receiveRoute } from './routes/receive.js';
 import { INTERNAL_PREFIX, isReservedPath } from './routes/reserved-paths.js';
 import { sendRoute } from './routes/send.js';
 import { serverPages } from './routes/server-pages.js';
+import { type LatencySink, LatencyWindows } from './selfheal/latency-windows.js';
+import { TrafficCounters } from './selfheal/traffic-counters.js';
+import type { Watcher } from './selfheal/watcher.js';
 
 export interface AppDeps {
   /** The pipe backend; an in-memory broker sized by `config` when omitted. */
@@ -29,16 +32,21 @@ export interface AppDeps {
   readonly streamResponse?: StreamResponder;
   /** Where unexpected errors are reported (they answer 500 either way). */
   readonly logError?: (error: unknown) => void;
+  /** Latency windows the broker and the watcher share; a fresh set when omitted. */
+  readonly latency?: LatencyWindows;
+  /** The self-heal watcher (`/_/selfheal`), when the runtime runs one. */
+  readonly watcher?: Watcher;
 }
 
 const ALLOW = 'GET, HEAD, POST, PUT, OPTIONS';
 
 /** The in-memory broker sized by `config` (runtimes with a Redis backend choose it in their adapter). */
-export function defaultBroker(config: Config): Broker {
+export function defaultBroker(config: Config, latency?: LatencySink): Broker {
   return new MemoryBroker({
     windowBytes: config.broker.windowBytes ?? 1024 * 1024,
     maxPipes: config.limits.maxPipes,
     maxWaiting: config.limits.maxWaiting,
+    ...(latency && { latency }),
   });
 }
 
@@ -47,15 +55,34 @@ export function defaultBroker(config: Config): Broker {
  * file serves the same app.
  */
 export function createApp(config: Config, deps: AppDeps = {}): Hono {
+  const latency = deps.latency ?? new LatencyWindows();
+  const streamResponse: StreamResponder =
+    deps.streamResponse ?? ((body, init) => new Response(streamOfSource(body), init));
+  // Streaming responses (transfers, transcripts) are timed by the broker, not as requests.
+  const streamed = new WeakSet<Response>();
   const routeDeps: RouteDeps = {
     config,
-    broker: deps.broker ?? defaultBroker(config),
+    broker: deps.broker ?? defaultBroker(config, latency),
     clock: deps.clock ?? systemClock,
     requestBody: deps.requestBody ?? ((request) => sourceOfStream(request.body)),
-    streamResponse: deps.streamResponse ?? ((body, init) => new Response(streamOfSource(body), init)),
+    streamResponse: (body, init) => {
+      const response = streamResponse(body, init);
+      streamed.add(response);
+      return response;
+    },
+    latency,
+    counters: new TrafficCounters(),
+    watcher: deps.watcher,
   };
   const logError = deps.logError ?? ((error: unknown) => console.error(error));
   const app = new Hono();
+
+  app.use('*', async function measure(c, next) {
+    const started = performance.now();
+    await next();
+    routeDeps.counters.response(c.res.status);
+    if (!streamed.has(c.res)) latency.record('request', performance.now() - started);
+  });
 
   app.options('*', (c) => c.body(null, 200, Object.fromEntries(preflightHeaders(c.req.raw))));
   app.route('/', serverPages(routeDeps));

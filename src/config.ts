@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { selfhealSchema } from './selfheal/selfheal-config.js';
 
 const MiB = 1024 * 1024;
 
@@ -53,6 +54,11 @@ export const configSchema = z
           .min(0)
           .max(24 * 3600_000)
           .default(30_000),
+        /** `redis://` URL of a standby Redis that `reroute` rules send new pipes to (see `selfheal`). */
+        standby: z
+          .string()
+          .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
+          .optional(),
         /** Seed nodes (`host:port`) of a Redis Cluster, instead of `redis`. */
         cluster: z
           .array(z.string().regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port'))
@@ -62,6 +68,10 @@ export const configSchema = z
       .strict()
       .refine((broker) => !(broker.redis && broker.cluster), {
         message: 'give either redis or cluster, not both',
+      })
+      .refine((broker) => !broker.standby || broker.redis || broker.cluster, {
+        message: 'a standby needs a primary Redis (redis or cluster)',
+        path: ['standby'],
       })
       .prefault({}),
     limits: z
@@ -83,8 +93,20 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    selfheal: selfhealSchema.prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((config, context) => {
+    config.selfheal.rules.forEach((rule, index) => {
+      if (rule.action === 'reroute' && !config.broker.standby) {
+        context.addIssue({
+          code: 'custom',
+          path: ['selfheal', 'rules', index, 'action'],
+          message: 'reroute needs broker.standby (a standby Redis to send new pipes to)',
+        });
+      }
+    });
+  });
 
 /** Validated configuration, every default filled in. */
 export type Config = z.output<typeof configSchema>;

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createApp, defaultBroker } from '../src/app.js';
 import type { MemoryBroker } from '../src/broker/memory/memory-broker.js';
 import { type ConfigInput, parseConfig } from '../src/config.js';
+import { LatencyWindows } from '../src/selfheal/latency-windows.js';
 import { VERSION } from '../src/version.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { repoRoot } from './helpers/processes.js';
@@ -13,8 +14,9 @@ const BASE = 'http://edge.test';
 function setup(input: ConfigInput = {}) {
   const config = parseConfig(input);
   const clock = new ManualClock();
-  const broker = defaultBroker(config) as MemoryBroker;
-  const app = createApp(config, { broker, clock, logError: () => {} });
+  const latency = new LatencyWindows();
+  const broker = defaultBroker(config, latency) as MemoryBroker;
+  const app = createApp(config, { broker, clock, latency, logError: () => {} });
   const request = (path: string, init?: RequestInit) => app.request(`${BASE}${path}`, init);
   return { app, broker, clock, request };
 }
@@ -372,5 +374,37 @@ describe('wait timeouts (injected clock)', () => {
     clock.advance(1000);
     expect(await sender.text()).toContain('[ERROR] No receiver came within 1 s.\n');
     expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
+  });
+});
+
+describe('metrics and self-heal status', () => {
+  it('/_/metrics speaks the Prometheus text format and counts what went through', async () => {
+    const { request } = setup();
+    await transfer(request, '/m', { body: 'x'.repeat(1000) });
+    await request('/m?n=0');
+    const res = await request('/_/metrics');
+    expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+    const text = await res.text();
+    expect(text).toContain('# TYPE edgepipe_latency_ms summary\n');
+    expect(text).toContain('edgepipe_bytes_total{direction="in"} 1000\n');
+    expect(text).toContain('edgepipe_bytes_total{direction="out"} 1000\n');
+    expect(text).toContain('edgepipe_transfers_total{outcome="completed"} 1\n');
+    expect(text).toContain('edgepipe_responses_total{code="400"} 1\n');
+    expect(text).toContain('edgepipe_backend_active{backend="primary"} 1\n');
+    // The 400 was timed as a request; the transfer's chunk went through the memory broker's window.
+    expect(text).toMatch(/edgepipe_latency_ms_count\{metric="request"\} [1-9]/);
+    expect(text).toMatch(/edgepipe_latency_ms_count\{metric="chunk"\} [1-9]/);
+    expect(text).toMatch(/edgepipe_latency_ms_count\{metric="ttfb"\} 1\n/);
+    for (const line of text.trim().split('\n'))
+      expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? \S+)$/);
+  });
+
+  it('/_/selfheal answers even where no watcher runs', async () => {
+    const { request } = setup();
+    expect(await (await request('/_/selfheal')).json()).toMatchObject({
+      backend: 'primary',
+      rules: [],
+      events: [],
+    });
   });
 });

@@ -17,7 +17,30 @@ describe('config', () => {
         maxWaiting: 10_000,
         waitTimeoutMs: 600_000,
       },
+      selfheal: { intervalMs: 1000, probeTimeoutMs: 1000, auditSize: 200, rules: [] },
     });
+  });
+
+  it('refuses a reroute rule without a standby, and a standby without a primary', () => {
+    const reroute = {
+      selfheal: { rules: [{ name: 'slow', metric: 'redis', aboveMs: 50, action: 'reroute' }] },
+    };
+    expect(() => parseConfig({ broker: { redis: 'redis://a' }, ...reroute })).toThrow(
+      'selfheal.rules.0.action: reroute needs broker.standby (a standby Redis to send new pipes to)',
+    );
+    expect(
+      parseConfig({ broker: { redis: 'redis://a', standby: 'redis://b' }, ...reroute }).selfheal.rules[0],
+    ).toMatchObject({ name: 'slow', forWindows: 3, recoverForWindows: 5, cooldownMs: 30_000 });
+    expect(() => parseConfig({ broker: { standby: 'redis://b' } })).toThrow(
+      'broker.standby: a standby needs a primary Redis (redis or cluster)',
+    );
+    expect(() =>
+      parseConfig({
+        selfheal: {
+          rules: [{ name: 'x', metric: 'nope', aboveMs: 1, action: 'notify', hook: { url: 'ftp://h' } }],
+        },
+      }),
+    ).toThrow(/selfheal\.rules\.0\.metric: .*selfheal\.rules\.0\.hook\.url/);
   });
 
   it('takes a Redis URL or cluster seeds, not both', () => {

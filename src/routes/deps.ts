@@ -2,6 +2,9 @@ import type { Broker } from '../broker/types.js';
 import type { ByteSource } from '../byte-source.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
+import type { LatencyWindows } from '../selfheal/latency-windows.js';
+import type { TrafficCounters } from '../selfheal/traffic-counters.js';
+import type { Watcher } from '../selfheal/watcher.js';
 
 /** What every route gets from `createApp`. */
 export interface RouteDeps {
@@ -12,6 +15,10 @@ export interface RouteDeps {
   readonly requestBody: RequestBodyReader;
   /** Builds the Response of a streaming body (a transcript or a pipe's bytes); see `AppDeps`. */
   readonly streamResponse: StreamResponder;
+  readonly latency: LatencyWindows;
+  readonly counters: TrafficCounters;
+  /** The self-heal watcher, when the runtime runs one. */
+  readonly watcher: Watcher | undefined;
 }
 
 /** Makes the Response for a streaming body; a runtime may keep track of these to write them its own way. */

@@ -1,7 +1,9 @@
 import type { Context } from 'hono';
 import { PipeError } from '../broker/errors.js';
 import type { PipeMeta, ReceiverSession } from '../broker/types.js';
+import type { ByteSource } from '../byte-source.js';
 import { DeadlineError, withDeadline } from '../clock.js';
+import type { TrafficCounters } from '../selfheal/traffic-counters.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
 import { fail, failWithPipeError } from './http-error.js';
@@ -39,7 +41,8 @@ export function receiveRoute(deps: RouteDeps) {
     // The session is the body: read() pulls from the broker only as fast as the client takes it, cancel()
     // tells the broker this receiver left.
     const headers = receiverHeaders(meta.headers);
-    if (!resume) return deps.streamResponse(session, { headers });
+    const body = counted(session, deps.counters);
+    if (!resume) return deps.streamResponse(body, { headers });
     let init: ResponseInit;
     try {
       init = resumedResponse(headers, resume);
@@ -47,7 +50,19 @@ export function receiveRoute(deps: RouteDeps) {
       session.cancel();
       throw error;
     }
-    return deps.streamResponse(session, init);
+    return deps.streamResponse(body, init);
+  };
+}
+
+/** The session as the response body, counting the bytes handed out. */
+function counted(session: ReceiverSession, counters: TrafficCounters): ByteSource {
+  return {
+    read: () =>
+      session.read().then((chunk) => {
+        if (chunk) counters.bytesOut += chunk.byteLength;
+        return chunk;
+      }),
+    cancel: () => session.cancel(),
   };
 }
 

@@ -55,7 +55,7 @@ export function sendRoute(deps: RouteDeps) {
     if (resumeAt !== undefined && session.resumedAt !== undefined) {
       transcript.info(`Resuming the transfer at byte ${session.resumedAt}.`);
       const body = skipBytes(deps.requestBody(request, c.env), session.resumedAt - resumeAt);
-      void finishTransfer(body, session, transcript);
+      void finishTransfer(deps, body, session, transcript);
       return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
     }
     transcript.info(`Waiting for ${target.receivers} receiver(s)...`);
@@ -126,12 +126,23 @@ async function transfer(
     return;
   }
 
-  await finishTransfer(body, session, transcript);
+  await finishTransfer(deps, body, session, transcript);
 }
 
 /** Streams the body of a started transfer and reports the outcome. */
-async function finishTransfer(body: ByteSource, session: SenderSession, transcript: Transcript) {
-  const outcome = await pump(body, session);
+async function finishTransfer(
+  deps: RouteDeps,
+  body: ByteSource,
+  session: SenderSession,
+  transcript: Transcript,
+) {
+  const { counters } = deps;
+  const outcome = await pump(body, session, (bytes) => {
+    counters.bytesIn += bytes;
+  });
+  if (outcome === 'sent') counters.transfers.completed += 1;
+  else if (outcome === 'receivers-gone') counters.transfers.receiversGone += 1;
+  else counters.transfers.failed += 1;
   if (outcome === 'sent') {
     transcript.info('Sent successfully!');
     transcript.info('All receiver(s) was/were received successfully.');
@@ -147,6 +158,7 @@ async function finishTransfer(body: ByteSource, session: SenderSession, transcri
 async function pump(
   body: ByteSource,
   session: SenderSession,
+  taken: (bytes: number) => void,
 ): Promise<'sent' | 'receivers-gone' | 'upload-failed'> {
   try {
     for (;;) {
@@ -159,6 +171,7 @@ async function pump(
         return 'upload-failed';
       }
       if (chunk === null) break;
+      taken(chunk.byteLength);
       await session.write(chunk);
     }
     await session.end();

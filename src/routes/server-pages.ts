@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { renderMetrics } from '../selfheal/prometheus.js';
 import { VERSION } from '../version.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
@@ -37,6 +38,28 @@ export function serverPages(deps: RouteDeps): Hono {
   // Crawlers must stay out: a crawler's GET on a pipe path would take a receiver slot.
   app.get(RESERVED_PATHS.robots, (c) =>
     c.body('User-agent: *\nDisallow: /\n', 200, { 'Content-Type': TEXT }),
+  );
+  app.get('/_/metrics', (c) =>
+    c.body(
+      renderMetrics({
+        windows: deps.latency,
+        counters: deps.counters,
+        broker: deps.broker.stats(),
+        backend: deps.watcher?.backend ?? 'primary',
+        watcher: deps.watcher?.counters,
+      }),
+      200,
+      { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' },
+    ),
+  );
+  app.get('/_/selfheal', async (c) =>
+    c.json(
+      deps.watcher
+        ? await deps.watcher.status()
+        : { backend: 'primary', rules: [], events: [], note: 'no self-heal watcher runs here' },
+      200,
+      { ...CORS_ORIGIN },
+    ),
   );
   app.get('/_/health', (c) =>
     c.json({ status: 'ok', version: VERSION, broker: deps.broker.stats() }, 200, { ...CORS_ORIGIN }),

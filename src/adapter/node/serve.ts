@@ -6,7 +6,7 @@ import { createApp } from '../../app.js';
 import type { Broker } from '../../broker/types.js';
 import { sourceOfStream } from '../../byte-source.js';
 import type { Config } from '../../config.js';
-import { brokerFromConfig } from './broker-from-config.js';
+import { runtimeFromConfig } from './broker-from-config.js';
 import { incomingSource } from './incoming-source.js';
 import { type SourceResponse, writeSourceResponse } from './write-source-response.js';
 
@@ -39,13 +39,16 @@ export async function startNodeServer(
   config: Config,
   options: NodeServerOptions = {},
 ): Promise<RunningServer> {
-  const broker = options.broker ?? brokerFromConfig(config);
+  const runtime = runtimeFromConfig(config, options.broker ? { broker: options.broker } : {});
+  const broker = runtime.broker;
   await broker.ready();
   // Streaming responses are written by `writeStreamResponse`; everything else by @hono/node-server.
   // What each streaming Response was made of, so it is written without materialising a full Response object.
   const streaming = new WeakMap<Response, SourceResponse>();
   const app = createApp(config, {
     broker,
+    latency: runtime.latency,
+    watcher: runtime.watcher,
     streamResponse: (body, init) => {
       // A placeholder Response: only the adapter sees it, and it writes the source itself.
       const response = new Response(null, init);
@@ -91,6 +94,7 @@ export async function startNodeServer(
       resolve();
     });
   });
+  runtime.watcher.start();
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
 
@@ -98,6 +102,7 @@ export async function startNodeServer(
   const close = (): Promise<void> => {
     stopped ??= (async () => {
       draining = true;
+      runtime.watcher.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await broker.close();

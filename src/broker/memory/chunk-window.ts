@@ -5,6 +5,8 @@ export interface ChunkWindowOptions {
   readonly windowBytes: number;
   /** Chunks held at most, whatever their size: a stream of tiny chunks must not grow the queue unbounded. */
   readonly maxChunks?: number;
+  /** Told each chunk's time from `write` to a reader's `read` (ms); `first` for a reader's first chunk. */
+  readonly onDelivered?: (ms: number, first: boolean) => void;
 }
 
 interface Reader {
@@ -27,6 +29,8 @@ interface Waiter {
  */
 export class ChunkWindow {
   private readonly chunks: Uint8Array[] = [];
+  /** When each of `chunks` was written (`performance.now()`), kept only when someone listens. */
+  private readonly stamps: number[] = [];
   /** Absolute index of `chunks[0]`. */
   private base = 0;
   private bufferedBytes = 0;
@@ -61,6 +65,7 @@ export class ChunkWindow {
     if (this.ended) return Promise.reject(new Error('write after end'));
     if (chunk.byteLength === 0) return Promise.resolve();
     this.chunks.push(chunk);
+    if (this.options.onDelivered) this.stamps.push(performance.now());
     this.bufferedBytes += chunk.byteLength;
     for (const reader of this.readers.values()) this.wakeReader(reader);
     if (this.hasRoom()) return Promise.resolve();
@@ -86,6 +91,7 @@ export class ChunkWindow {
     if (this.failure || (this.ended && this.allDrained())) return;
     this.failure = error;
     this.chunks.length = 0;
+    this.stamps.length = 0;
     this.bufferedBytes = 0;
     for (const reader of this.readers.values()) this.wakeReader(reader);
     this.writer?.reject(error);
@@ -110,6 +116,9 @@ export class ChunkWindow {
     const offset = reader.next - this.base;
     if (offset < this.chunks.length) {
       const chunk = this.chunks[offset]!;
+      if (this.options.onDelivered) {
+        this.options.onDelivered(performance.now() - this.stamps[offset]!, reader.next === 0);
+      }
       reader.next += 1;
       if (offset === 0) this.trim();
       return Promise.resolve(chunk);
@@ -162,6 +171,7 @@ export class ChunkWindow {
     if (drop <= 0) return;
     for (let i = 0; i < drop; i++) this.bufferedBytes -= this.chunks[i]!.byteLength;
     this.chunks.splice(0, drop);
+    if (this.stamps.length > 0) this.stamps.splice(0, drop);
     this.base = slowest;
     if (this.writer && this.hasRoom()) {
       const writer = this.writer;

@@ -1,3 +1,4 @@
+import type { LatencySink } from '../../selfheal/latency-windows.js';
 import {
   BrokerClosedError,
   CapacityError,
@@ -27,6 +28,8 @@ export interface MemoryBrokerOptions {
   readonly maxPipes: number;
   /** Parties waiting for their peers at once. */
   readonly maxWaiting: number;
+  /** Where chunk latencies go (`chunk`, and `ttfb` for each receiver's first chunk). */
+  readonly latency?: LatencySink;
 }
 
 interface Deferred<T> {
@@ -184,9 +187,18 @@ export class MemoryBroker implements Broker {
     if (!pipe.sender || pipe.receiverSlots.size !== pipe.receivers) return;
     pipe.established = true;
     this.waitingParties -= 1 + pipe.receivers;
+    const latency = this.options.latency;
     pipe.window = new ChunkWindow(
       [...pipe.receiverSlots].map((slot) => slot.id),
-      { windowBytes: this.options.windowBytes },
+      {
+        windowBytes: this.options.windowBytes,
+        ...(latency && {
+          onDelivered: (ms: number, first: boolean) => {
+            latency.record('chunk', ms);
+            if (first) latency.record('ttfb', ms);
+          },
+        }),
+      },
     );
     pipe.allPresent.resolve();
   }

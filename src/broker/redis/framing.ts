@@ -1,14 +1,22 @@
 import { decode, encode } from '@msgpack/msgpack';
 
 /**
- * Frames of a transfer's data stream. Each stream entry holds a msgpack header `[kind, seq, offset, reason?]`
- * (field `h`) and the payload as it is (field `p`): encoding the payload into the msgpack buffer would copy
+ * Frames of a transfer's data stream. Each stream entry holds a msgpack header `[kind, seq, offset, extra?]`
+ * (field `h`; `extra` is a data frame's send time or an abort frame's reason) and the payload as it is
+ * (field `p`): encoding the payload into the msgpack buffer would copy
  * every byte once more (measured: the encoder's buffer growth alone was 2 % of the server's CPU). `seq`
  * numbers frames from 0 so a reader notices a gap (a trimmed chunk) instead of skipping bytes; `offset` is
  * the byte offset of the frame's first byte, which resume uses.
  */
 export type Frame =
-  | { readonly kind: 'data'; readonly seq: number; readonly offset: number; readonly payload: Uint8Array }
+  | {
+      readonly kind: 'data';
+      readonly seq: number;
+      readonly offset: number;
+      readonly payload: Uint8Array;
+      /** The sender's clock (ms since the epoch) when the frame left it: receivers measure latency. */
+      readonly sentAt?: number;
+    }
   | { readonly kind: 'end'; readonly seq: number; readonly offset: number }
   | { readonly kind: 'abort'; readonly seq: number; readonly offset: number; readonly reason: string };
 
@@ -18,7 +26,11 @@ const KIND = { data: 0, end: 1, abort: 2 } as const;
 export function encodeFrameHeader(frame: Frame): Uint8Array {
   switch (frame.kind) {
     case 'data':
-      return encode([KIND.data, frame.seq, frame.offset]);
+      return encode(
+        frame.sentAt === undefined
+          ? [KIND.data, frame.seq, frame.offset]
+          : [KIND.data, frame.seq, frame.offset, frame.sentAt],
+      );
     case 'end':
       return encode([KIND.end, frame.seq, frame.offset]);
     case 'abort':
@@ -39,7 +51,11 @@ export function decodeFrame(header: Uint8Array, payload: Uint8Array): Frame {
     throw new FrameError('malformed frame');
   }
   const [kind, seq, offset, extra] = value as [number, number, number, unknown];
-  if (kind === KIND.data) return { kind: 'data', seq, offset, payload };
+  if (kind === KIND.data) {
+    return typeof extra === 'number'
+      ? { kind: 'data', seq, offset, payload, sentAt: extra }
+      : { kind: 'data', seq, offset, payload };
+  }
   if (kind === KIND.end) return { kind: 'end', seq, offset };
   if (kind === KIND.abort)
     return { kind: 'abort', seq, offset, reason: typeof extra === 'string' ? extra : '' };

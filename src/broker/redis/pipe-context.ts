@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import type { LatencySink } from '../../selfheal/latency-windows.js';
 import type { ScriptCalls } from './connection.js';
 import type { PipeKeys } from './keys.js';
 import type { Notifier } from './notifier.js';
@@ -36,6 +37,8 @@ export interface PipeContext {
   readonly receivers: number;
   readonly generation: string;
   readonly options: RedisPipeOptions;
+  /** Where chunk latencies go, if anywhere. */
+  readonly latency: LatencySink | undefined;
   /** This instance, as the owner of the parties it serves. */
   readonly instanceId: string;
   readonly keyPrefix: string;

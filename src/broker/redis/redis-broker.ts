@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { decode } from '@msgpack/msgpack';
 import type { Cluster, Redis } from 'ioredis';
+import type { AuditStore } from '../../selfheal/audit-trail.js';
+import type { LatencySink } from '../../selfheal/latency-windows.js';
 import {
   asPipeError,
   BrokerClosedError,
@@ -10,6 +12,7 @@ import {
   ReceiverCountMismatchError,
   ResumeOffsetError,
 } from '../errors.js';
+import type { WatchableBroker } from '../failover-broker.js';
 import type {
   Broker,
   BrokerStats,
@@ -21,7 +24,7 @@ import type {
   ReceiverSession,
   SenderSession,
 } from '../types.js';
-import { connect, type RedisTarget, type ScriptCalls, scriptsOn } from './connection.js';
+import { connect, type RedisTarget, type ScriptCalls, scriptsOn, timeCommands } from './connection.js';
 import { decodeFrame } from './framing.js';
 import { pipeKeys } from './keys.js';
 import { deadInstances, InstanceHeartbeat } from './liveness.js';
@@ -39,6 +42,12 @@ export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'wind
   readonly maxWaiting: number;
   /** Prefix of every key and channel (tests give each run its own). */
   readonly keyPrefix?: string;
+  /**
+   * Where latencies go: chunk delivery (`chunk`, `ttfb`) and the round trip of every control command under
+   * `redisMetric` (the bulk `XADD`/`XRANGE`s are left out: their time is mostly their payload's).
+   */
+  readonly latency?: LatencySink;
+  readonly redisMetric?: 'redis' | 'redis_standby';
 }
 
 /** A field of a stream entry (`[name, value, name, value, ...]`). */
@@ -67,7 +76,7 @@ interface LocalParty extends PartyHooks {
  * receivers on others meet through Redis. Two connections per instance whatever the load: one for commands,
  * one subscriber that multiplexes every wait (see `Notifier`).
  */
-export class RedisBroker implements Broker {
+export class RedisBroker implements Broker, WatchableBroker {
   private readonly redis: Redis | Cluster;
   private readonly subscriber: Redis | Cluster;
   private readonly scripts: ScriptCalls;
@@ -85,6 +94,8 @@ export class RedisBroker implements Broker {
     this.redis = connect(options.target);
     this.subscriber = connect(options.target);
     this.scripts = scriptsOn(this.redis);
+    const latency = options.latency;
+    if (latency) timeCommands(this.redis, (ms) => latency.record(options.redisMetric ?? 'redis', ms));
     this.notifier = new Notifier(this.subscriber);
     this.prefix = options.keyPrefix ?? 'ep:';
     this.pipeOptions = {
@@ -124,6 +135,32 @@ export class RedisBroker implements Broker {
 
   stats(): BrokerStats {
     return { pipes: this.localPipes.size, waiting: this.waiting };
+  }
+
+  async watchPath(path: string, onJoin: () => void): Promise<() => void> {
+    return this.notifier.listen(pipeKeys(this.prefix, path).events, (message) => {
+      if (message.startsWith('s:') || message.startsWith('r:')) onJoin();
+    });
+  }
+
+  /** One round trip (the self-heal watcher's probe; timed like every command). */
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
+  /** A bounded list in this Redis that every instance sees (the self-heal audit trail). */
+  auditStore(): AuditStore {
+    const key = `${this.prefix}audit`;
+    return {
+      append: async (entry, keep) => {
+        await this.redis
+          .multi()
+          .lpush(key, entry)
+          .ltrim(key, 0, keep - 1)
+          .exec();
+      },
+      recent: async (limit) => (await this.redis.lrange(key, 0, limit - 1)).reverse(),
+    };
   }
 
   async inspect(path: string): Promise<PipeStatus | undefined> {
@@ -243,6 +280,7 @@ export class RedisBroker implements Broker {
       options: this.pipeOptions,
       instanceId: this.instanceId,
       keyPrefix: this.prefix,
+      latency: this.options.latency,
     };
     return { ctx, id: randomUUID(), party };
   }

@@ -207,6 +207,7 @@ export class RedisReceiverSession implements ReceiverSession {
       }
       this.expectedSeq += 1;
       if (frame.kind === 'data') {
+        this.observe(frame.sentAt, frame.seq === 0);
         const end = frame.offset + frame.payload.byteLength;
         if (end <= this.fetchedTo) continue;
         const skip = this.fetchedTo - frame.offset;
@@ -221,6 +222,18 @@ export class RedisReceiverSession implements ReceiverSession {
         this.failure = new SenderAbortedError('The transfer expired.');
     }
     return entries.length > 0;
+  }
+
+  /**
+   * A frame's time through the broker: the sender's clock at `XADD` to this receiver's at `XRANGE`. Across
+   * instances it includes their clock skew (NTP keeps that to a millisecond or so; negatives count as 0).
+   */
+  private observe(sentAt: number | undefined, first: boolean): void {
+    const latency = this.ctx.latency;
+    if (!latency || sentAt === undefined) return;
+    const ms = Math.max(0, Date.now() - sentAt);
+    latency.record('chunk', ms);
+    if (first) latency.record('ttfb', ms);
   }
 
   /**

@@ -202,7 +202,7 @@ export class RedisSenderSession implements SenderSession {
     const bytes = this.pendingBytes;
     this.pending.length = 0;
     this.pendingBytes = 0;
-    const frame: Frame = { kind: 'data', seq: this.seq++, offset: this.offset, payload };
+    const frame: Frame = { kind: 'data', seq: this.seq++, offset: this.offset, payload, sentAt: Date.now() };
     this.offset += bytes;
     const { redis, keys, generation, options } = this.ctx;
     const dataKey = keys.data(generation);

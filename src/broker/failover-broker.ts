@@ -1,0 +1,249 @@
+import type {
+  Broker,
+  BrokerStats,
+  OpenReceiverOptions,
+  OpenSenderOptions,
+  PipeMeta,
+  PipeStatus,
+  ReceiverSession,
+  SenderSession,
+} from './types.js';
+
+/** A backend that can tell when a party joins a path (the Redis broker does, through its Pub/Sub). */
+export interface WatchableBroker extends Broker {
+  /** Calls `onJoin` whenever a party joins `path` on this backend; resolves with a function that stops it. */
+  watchPath(path: string, onJoin: () => void): Promise<() => void>;
+}
+
+export type BackendName = 'primary' | 'standby';
+
+export interface FailoverBrokerOptions {
+  /** How often a party waiting on the primary also looks at the standby without being told to. */
+  readonly pollMs: number;
+  /** Called when the backend new pipes go to changes. */
+  readonly onSwitch?: (backend: BackendName) => void;
+}
+
+/**
+ * A primary and a standby backend (two Redis deployments); new pipes go to the active one, pipes already
+ * running stay where they are. Instances decide on their own when to switch (see `src/selfheal`), so two
+ * instances may disagree for a while. Parties of one path still meet, by one rule that needs no agreement:
+ * **a pipe waiting on the standby wins.** A new party joins a pipe waiting on the standby if there is one,
+ * else opens on its instance's active backend; a party waiting on the primary watches the path on the
+ * standby and moves there as soon as someone waits on it. A party on the standby never moves.
+ */
+export class FailoverBroker implements Broker {
+  private active: BackendName = 'primary';
+
+  constructor(
+    private readonly primary: WatchableBroker,
+    private readonly standby: WatchableBroker,
+    private readonly options: FailoverBrokerOptions,
+  ) {}
+
+  /** Where new pipes go. */
+  get backend(): BackendName {
+    return this.active;
+  }
+
+  use(backend: BackendName): void {
+    if (backend === this.active) return;
+    this.active = backend;
+    this.options.onSwitch?.(backend);
+  }
+
+  async ready(): Promise<void> {
+    await Promise.all([this.primary.ready(), this.standby.ready()]);
+  }
+
+  drain(): void {
+    this.primary.drain();
+    this.standby.drain();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.primary.close(), this.standby.close()]);
+  }
+
+  stats(): BrokerStats {
+    const a = this.primary.stats();
+    const b = this.standby.stats();
+    return { pipes: a.pipes + b.pipes, waiting: a.waiting + b.waiting };
+  }
+
+  async inspect(path: string): Promise<PipeStatus | undefined> {
+    const [onStandby, onPrimary] = await Promise.allSettled([
+      this.standby.inspect(path),
+      this.primary.inspect(path),
+    ]);
+    const standby = onStandby.status === 'fulfilled' ? onStandby.value : undefined;
+    const primary = onPrimary.status === 'fulfilled' ? onPrimary.value : undefined;
+    // A running transfer is what a client asks about; else whatever exists, the standby first.
+    if (standby?.state === 'transferring') return standby;
+    if (primary?.state === 'transferring') return primary;
+    if (standby || primary) return standby ?? primary;
+    if (onPrimary.status === 'rejected' && onStandby.status === 'rejected') throw onPrimary.reason;
+    return undefined;
+  }
+
+  async openSender(options: OpenSenderOptions): Promise<SenderSession> {
+    if (options.resumeAt !== undefined) return (await this.holderOf(options.path)).openSender(options);
+    const backend = await this.backendFor(options.path);
+    const session = await backend.openSender(options);
+    if (backend === this.standby) return session;
+    return new MigratingSender(session, options, this.standby, this.options.pollMs);
+  }
+
+  async openReceiver(options: OpenReceiverOptions): Promise<ReceiverSession> {
+    if (options.resumeAt !== undefined) return (await this.holderOf(options.path)).openReceiver(options);
+    const backend = await this.backendFor(options.path);
+    const session = await backend.openReceiver(options);
+    if (backend === this.standby) return session;
+    return new MigratingReceiver(session, options, this.standby, this.options.pollMs);
+  }
+
+  /** The standby if a pipe waits there (the rule that makes parties meet), else the active backend. */
+  private async backendFor(path: string): Promise<WatchableBroker> {
+    const onStandby = await this.standby.inspect(path).catch(() => undefined);
+    if (onStandby?.state === 'waiting') return this.standby;
+    return this.active === 'primary' ? this.primary : this.standby;
+  }
+
+  /** Where a running transfer of `path` lives (for a resume). */
+  private async holderOf(path: string): Promise<WatchableBroker> {
+    const onStandby = await this.standby.inspect(path).catch(() => undefined);
+    return onStandby?.state === 'transferring' ? this.standby : this.primary;
+  }
+}
+
+/**
+ * Waits on the primary while watching the standby; moves there when a pipe of the same path waits on it.
+ * The move happens only before the party's transfer is established, so no byte ever crosses backends.
+ */
+async function waitWatchingStandby<S>(
+  path: string,
+  standby: WatchableBroker,
+  pollMs: number,
+  signal: AbortSignal,
+  wait: (signal: AbortSignal) => Promise<S>,
+  move: () => Promise<void>,
+): Promise<S> {
+  if (signal.aborted) throw signal.reason;
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  let poke: () => void = () => {};
+  const unwatch = await standby.watchPath(path, () => poke()).catch(() => () => {});
+  const timer = setInterval(() => poke(), pollMs);
+  const waited = wait(stop.signal).then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  try {
+    for (;;) {
+      const poked = new Promise<'poke'>((resolve) => {
+        poke = () => resolve('poke');
+      });
+      const outcome = await Promise.race([waited, poked]);
+      if (outcome !== 'poke') {
+        if ('error' in outcome) throw outcome.error;
+        return outcome.value;
+      }
+      const there = await standby.inspect(path).catch(() => undefined);
+      if (there?.state === 'waiting') break;
+    }
+    stop.abort(new MovedToStandby());
+    // Established on the primary in the meantime: it stays there.
+    const last = await waited;
+    if ('value' in last) return last.value;
+  } finally {
+    clearInterval(timer);
+    unwatch();
+    signal.removeEventListener('abort', onAbort);
+  }
+  await move();
+  return wait(signal);
+}
+
+/** The reason a primary-side wait is stopped with when its party moves to the standby. */
+class MovedToStandby extends Error {
+  override name = 'MovedToStandby';
+}
+
+class MigratingSender implements SenderSession {
+  readonly connectedAtOpen: number;
+  readonly resumedAt: number | undefined;
+
+  constructor(
+    private inner: SenderSession,
+    private readonly options: OpenSenderOptions,
+    private readonly standby: WatchableBroker,
+    private readonly pollMs: number,
+  ) {
+    this.connectedAtOpen = inner.connectedAtOpen;
+    this.resumedAt = inner.resumedAt;
+  }
+
+  waitForReceivers(signal: AbortSignal): Promise<void> {
+    return waitWatchingStandby(
+      this.options.path,
+      this.standby,
+      this.pollMs,
+      signal,
+      (s) => this.inner.waitForReceivers(s),
+      async () => {
+        this.inner.release();
+        this.inner = await this.standby.openSender(this.options);
+      },
+    );
+  }
+
+  start(meta: PipeMeta): Promise<void> {
+    return this.inner.start(meta);
+  }
+  write(chunk: Uint8Array): Promise<void> {
+    return this.inner.write(chunk);
+  }
+  end(): Promise<void> {
+    return this.inner.end();
+  }
+  abort(reason?: string): void {
+    this.inner.abort(reason);
+  }
+  interrupt(reason?: string): void {
+    this.inner.interrupt(reason);
+  }
+  release(): void {
+    this.inner.release();
+  }
+}
+
+class MigratingReceiver implements ReceiverSession {
+  constructor(
+    private inner: ReceiverSession,
+    private readonly options: OpenReceiverOptions,
+    private readonly standby: WatchableBroker,
+    private readonly pollMs: number,
+  ) {}
+
+  waitForStart(signal: AbortSignal): Promise<PipeMeta> {
+    return waitWatchingStandby(
+      this.options.path,
+      this.standby,
+      this.pollMs,
+      signal,
+      (s) => this.inner.waitForStart(s),
+      async () => {
+        this.inner.cancel();
+        this.inner = await this.standby.openReceiver(this.options);
+      },
+    );
+  }
+
+  read(): Promise<Uint8Array | null> {
+    return this.inner.read();
+  }
+  cancel(): void {
+    this.inner.cancel();
+  }
+}

@@ -1,0 +1,90 @@
+import * as hdr from 'hdr-histogram-js';
+
+/** The latencies edgepipe watches (see README, "Self-healing"). */
+export const METRICS = ['redis', 'redis_standby', 'ttfb', 'chunk', 'request'] as const;
+export type MetricName = (typeof METRICS)[number];
+
+/** Where the hot path drops a latency sample; must be cheap (an O(1) histogram update). */
+export interface LatencySink {
+  record(metric: MetricName, ms: number): void;
+}
+
+/** A sink that keeps nothing, for apps built without a watcher. */
+export const NO_LATENCY: LatencySink = { record: () => {} };
+
+/** One metric's samples in one closed window. */
+export interface WindowStats {
+  readonly count: number;
+  /** The latency at quantile `q` (0..1) in ms, within the histogram's 0.1 % relative error. */
+  quantile(q: number): number;
+}
+
+/** Samples are recorded in microseconds, from 1 µs to an hour, with 3 significant digits. */
+const MICROS = 1000;
+const HIGHEST_US = 3600 * 1000 * MICROS;
+
+function newHistogram(): hdr.Histogram {
+  return hdr.build({
+    // Plain JS (no WebAssembly) runs on every runtime; packed buckets keep an idle histogram a few KiB.
+    useWebAssembly: false,
+    bitBucketSize: 'packed',
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: HIGHEST_US,
+    numberOfSignificantValueDigits: 3,
+    autoResize: false,
+  });
+}
+
+function statsOf(histogram: hdr.Histogram): WindowStats {
+  const count = histogram.totalCount;
+  return {
+    count,
+    quantile: (q) => (count === 0 ? 0 : histogram.getValueAtPercentile(q * 100) / MICROS),
+  };
+}
+
+/**
+ * Latency histograms per metric over tumbling windows: `record` adds to the open window, `rotate` closes it
+ * (the watcher does, once per interval) and opens the next. Each metric also keeps a lifetime count and
+ * sum for `/_/metrics`. Memory is fixed: two histograms per metric, reused.
+ */
+export class LatencyWindows implements LatencySink {
+  private open = new Map<MetricName, hdr.Histogram>();
+  private closed = new Map<MetricName, hdr.Histogram>();
+  private readonly totals = new Map<MetricName, { count: number; sumMs: number }>();
+
+  constructor() {
+    for (const metric of METRICS) {
+      this.open.set(metric, newHistogram());
+      this.closed.set(metric, newHistogram());
+      this.totals.set(metric, { count: 0, sumMs: 0 });
+    }
+  }
+
+  record(metric: MetricName, ms: number): void {
+    const value = Math.min(HIGHEST_US, Math.max(1, Math.round(ms * MICROS)));
+    this.open.get(metric)!.recordValue(value);
+    const total = this.totals.get(metric)!;
+    total.count += 1;
+    total.sumMs += ms;
+  }
+
+  /** Closes the open window of every metric and returns it; the stats stay valid until the next rotate. */
+  rotate(): ReadonlyMap<MetricName, WindowStats> {
+    const finished = this.open;
+    this.open = this.closed;
+    for (const histogram of this.open.values()) histogram.reset();
+    this.closed = finished;
+    return this.lastWindow();
+  }
+
+  /** The window closed by the last `rotate`. */
+  lastWindow(): ReadonlyMap<MetricName, WindowStats> {
+    return new Map([...this.closed].map(([metric, histogram]) => [metric, statsOf(histogram)]));
+  }
+
+  /** Samples and their sum since start, per metric (Prometheus `_count` and `_sum`). */
+  lifetime(metric: MetricName): { readonly count: number; readonly sumMs: number } {
+    return { ...this.totals.get(metric)! };
+  }
+}
