@@ -40,15 +40,23 @@ export class AuditTrail {
   }
 
   /**
-   * The latest entries: from the first shared store that answers within `timeoutMs` (all instances'),
-   * else this instance's own.
+   * The latest entries: from whichever shared store answers first within `timeoutMs` (every instance's
+   * decisions; asked all at once, since the store a reroute is about may be the slow one), else this
+   * instance's own.
    */
   async recent(limit: number, timeoutMs = 500): Promise<AuditEntry[]> {
-    for (const store of this.stores) {
+    if (this.stores.length > 0) {
+      const answers = this.stores.map((store) => store.recent(limit));
+      for (const answer of answers) answer.catch(() => {});
+      let cancel: () => void = () => {};
       const lines = await Promise.race([
-        store.recent(limit).catch(() => undefined),
-        new Promise<undefined>((resolve) => setTimeout(resolve, timeoutMs)),
+        Promise.any(answers).catch(() => undefined),
+        new Promise<undefined>((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          cancel = () => clearTimeout(timer);
+        }),
       ]);
+      cancel();
       if (lines) return lines.map((line) => JSON.parse(line) as AuditEntry);
     }
     return this.ring.slice(-limit);

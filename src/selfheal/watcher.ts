@@ -48,18 +48,28 @@ export interface WatcherStatus {
   readonly events: readonly AuditEntry[];
 }
 
+/**
+ * Probes per window and backend. A slow Redis slows the traffic that would measure it (fewer commands per
+ * window), so the probes alone must reach a rule's `minSamples` (10 by default) in every window, idle or not.
+ */
+const PROBES_PER_WINDOW = 10;
+const MAX_PROBES_IN_FLIGHT = 4;
+
 const fmt = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1));
 
 /**
- * Every `intervalMs`: probes the backends, closes the latency windows, judges every rule on its metric's
- * window and carries out what they decide (switching the backend new pipes go to, firing hooks), writing
- * every decision to the audit trail. Ticks never overlap; a slow probe is cut at `probeTimeoutMs` and
- * recorded as that slow, so a Redis that stopped answering looks slow rather than silent.
+ * Every `intervalMs`: closes the latency windows, judges every rule on its metric's window and carries out
+ * what they decide (switching the backend new pipes go to, firing hooks), writing every decision to the
+ * audit trail; and probes each backend ten times per window, so idle and recovering ones are measured
+ * too. A probe is cut at
+ * `probeTimeoutMs` and recorded as that slow, so a Redis that stopped answering looks slow, not silent.
  */
 export class Watcher {
   private readonly states: RuleState[];
   private cancelTimer: (() => void) | undefined;
   private ticking = false;
+  private readonly probing = new Map<WatcherProbe, number>();
+  private cancelProbes: (() => void) | undefined;
   readonly counters: WatcherCounters = { fired: 0, suppressed: 0, recovered: 0, hookFailures: 0 };
   /** Hooks still running (tests and shutdown wait for them). */
   private readonly hooks = new Set<Promise<void>>();
@@ -73,20 +83,39 @@ export class Watcher {
     return this.deps.backend?.backend ?? 'primary';
   }
 
+  /**
+   * Ticks every `intervalMs` on a fixed cadence (a slow tick does not push the next one back), so every
+   * window is one interval long and a fault is judged within `forWindows` intervals.
+   */
   start(): void {
+    const { clock, config } = this.deps;
+    let next = clock.now() + config.intervalMs;
     const schedule = () => {
-      this.cancelTimer = this.deps.clock.setTimeout(() => {
-        this.tick().finally(() => {
+      this.cancelTimer = clock.setTimeout(
+        () => {
+          next += config.intervalMs;
+          // After a stall (a paused process) skip the missed ticks rather than firing them in a burst.
+          if (next <= clock.now()) next = clock.now() + config.intervalMs;
+          void this.tick();
           if (this.cancelTimer) schedule();
-        });
-      }, this.deps.config.intervalMs);
+        },
+        Math.max(0, next - clock.now()),
+      );
     };
     schedule();
+    const probeEvery = Math.max(10, Math.floor(config.intervalMs / PROBES_PER_WINDOW));
+    const probeLoop = () => {
+      this.probe();
+      this.cancelProbes = clock.setTimeout(probeLoop, probeEvery);
+    };
+    probeLoop();
   }
 
   stop(): void {
     this.cancelTimer?.();
     this.cancelTimer = undefined;
+    this.cancelProbes?.();
+    this.cancelProbes = undefined;
   }
 
   /** Settles once every hook fired so far has finished. */
@@ -94,12 +123,14 @@ export class Watcher {
     while (this.hooks.size > 0) await Promise.all([...this.hooks]);
   }
 
-  /** One interval: probe, close the windows, judge, act. */
+  /**
+   * One interval: close the windows, judge every rule on its metric's window, act; then start the probes
+   * whose answers land in the next window.
+   */
   async tick(): Promise<void> {
     if (this.ticking) return;
     this.ticking = true;
     try {
-      await Promise.all(this.deps.probes.map((probe) => this.runProbe(probe)));
       const window = this.deps.windows.rotate();
       const now = this.deps.clock.now();
       for (const state of this.states) {
@@ -110,6 +141,16 @@ export class Watcher {
       this.switchBackend(now);
     } finally {
       this.ticking = false;
+    }
+  }
+
+  /** Probes every backend once, in the background, with a few probes at most in flight per backend. */
+  probe(): void {
+    for (const probe of this.deps.probes) {
+      const inFlight = this.probing.get(probe) ?? 0;
+      if (inFlight >= MAX_PROBES_IN_FLIGHT) continue;
+      this.probing.set(probe, inFlight + 1);
+      void this.runProbe(probe).finally(() => this.probing.set(probe, (this.probing.get(probe) ?? 1) - 1));
     }
   }
 
