@@ -234,6 +234,74 @@ describe.each<Deployment>(['one Redis', 'Redis Cluster'])(
   },
 );
 
+describe('redis broker: review regressions', () => {
+  beforeAll(() => {
+    deployment = 'one Redis';
+  });
+
+  it('a receiver that leaves after the end frame arrived but before reading it all counts as dropped', async () => {
+    const [a] = await instances(1, { resumeGraceMs: 300 });
+    const sender = await a!.openSender({ path: '/rr1', receivers: 1 });
+    const receiver = await a!.openReceiver({ path: '/rr1', receivers: 1 });
+    await started(sender, [receiver]);
+    for (let i = 0; i < 4; i++) await sender.write(new Uint8Array(1000).fill(i));
+    const ending = sender.end();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await receiver.read()).not.toBeNull();
+    receiver.cancel();
+    // The sender is not left waiting for a reader that will never finish: it hears of it after the grace.
+    await expect(ending).rejects.toBeInstanceOf(ReceiversGoneError);
+    await until(async () => a!.stats().pipes === 0, 'the instance forgot the pipe');
+  });
+
+  it('parties of an instance whose heartbeat lapsed get their place back when it beats again', async () => {
+    const [a, b] = await instances(2, { resumeGraceMs: 1500 });
+    const sender = await a!.openSender({ path: '/rr2', receivers: 1 });
+    const receiver = await b!.openReceiver({ path: '/rr2', receivers: 1 });
+    await started(sender, [receiver]);
+    const heartbeat = (a as unknown as { heartbeat: { stop(): Promise<void>; start(): Promise<void> } })
+      .heartbeat;
+    await heartbeat.stop();
+    // B's receiver, starved, finds A dead and marks its sender dropped.
+    const reading = readBytes(receiver);
+    await until(
+      async () => (await b!.inspect('/rr2'))?.senderDropped === true,
+      'the sender counts as dropped',
+    );
+    await heartbeat.start();
+    await until(async () => (await b!.inspect('/rr2'))?.senderDropped === false, 'the sender is back');
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    await sender.write(new Uint8Array(5000).fill(7));
+    await sender.end();
+    expect((await reading).byteLength).toBe(5000);
+  });
+
+  it('a sender taken over writes nothing more: its late abort does not end the resumed transfer', async () => {
+    const [a, b] = await instances(2, { resumeGraceMs: 5000 });
+    const first = await a!.openSender({ path: '/rr3', receivers: 1 });
+    const receiver = await b!.openReceiver({ path: '/rr3', receivers: 1 });
+    await started(first, [receiver]);
+    await first.write(new Uint8Array(1000).fill(1));
+    // A's heartbeat lapses (a long stall): B takes its sender for dead and a new sender takes over.
+    const heartbeat = (a as unknown as { heartbeat: { stop(): Promise<void> } }).heartbeat;
+    await heartbeat.stop();
+    const reading = readBytes(receiver);
+    await until(
+      async () => (await b!.inspect('/rr3'))?.senderDropped === true,
+      'the sender counts as dropped',
+    );
+    const second = await b!.openSender({ path: '/rr3', receivers: 1, resumeAt: 1000 });
+    // The stalled session wakes up and gives up: its abort must not reach the pipe any more.
+    first.abort('late abort from the old session');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await second.write(new Uint8Array(1000).fill(2));
+    await second.end();
+    const got = await reading;
+    expect(got.byteLength).toBe(2000);
+    expect(got[1500]).toBe(2);
+  });
+});
+
 describe('redis broker: memory and keys', () => {
   beforeAll(() => {
     deployment = 'one Redis';

@@ -245,6 +245,43 @@ describe('watcher (injected clock)', () => {
   });
 });
 
+describe('watcher: a Redis that stops answering', () => {
+  it('still fills its windows (with the oldest unanswered probe age) and fires', async () => {
+    const clock = new ManualClock();
+    const windows = new LatencyWindows();
+    const switches: string[] = [];
+    const backend = {
+      backend: 'primary' as 'primary' | 'standby',
+      use(to: 'primary' | 'standby') {
+        this.backend = to;
+        switches.push(to);
+      },
+    };
+    const watcher = new Watcher({
+      config: selfhealSchema.parse({
+        intervalMs: 1000,
+        probeTimeoutMs: 1000,
+        rules: [{ name: 'hung', metric: 'redis', action: 'reroute', aboveMs: 50 }],
+      }),
+      windows,
+      instance: 't',
+      clock,
+      probes: [{ metric: 'redis', probe: () => new Promise(() => {}) }],
+      backend,
+      runHook: async () => [],
+      audit: new AuditTrail(10, [], () => {}),
+    });
+    watcher.start();
+    for (let i = 0; i < 80; i++) {
+      clock.advance(50);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    watcher.stop();
+    // Defaults: minSamples 10, forWindows 3; four seconds of silence are enough.
+    expect(switches).toEqual(['standby']);
+  });
+});
+
 describe('selfheal config', () => {
   it('documents its defaults and refuses what cannot work', () => {
     const parsed = selfhealSchema.parse({

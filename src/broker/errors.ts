@@ -71,8 +71,10 @@ export class ReceiversGoneError extends PipeError {
 export class BrokerUnavailableError extends PipeError {
   readonly code = 'BROKER_UNAVAILABLE';
   override name = 'BrokerUnavailableError';
-  constructor(cause?: unknown) {
-    super('The pipe broker is unavailable (its Redis cannot be reached); try again shortly.', { cause });
+  constructor(cause?: unknown, message?: string) {
+    super(message ?? 'The pipe broker is unavailable (its Redis cannot be reached); try again shortly.', {
+      cause,
+    });
   }
 }
 

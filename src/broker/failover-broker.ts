@@ -17,6 +17,26 @@ export interface WatchableBroker extends Broker {
 
 export type BackendName = 'primary' | 'standby';
 
+/** How long the standby may take to say whether a pipe waits there; a hung standby must not stall the primary. */
+const STANDBY_ANSWER_MS = 250;
+
+/** `promise`'s value, or `undefined` when it fails or takes longer than `ms`. */
+function bounded<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      },
+    );
+  });
+}
+
 export interface FailoverBrokerOptions {
   /** How often a party waiting on the primary also looks at the standby without being told to. */
   readonly pollMs: number;
@@ -72,17 +92,19 @@ export class FailoverBroker implements Broker {
   }
 
   async inspect(path: string): Promise<PipeStatus | undefined> {
-    const [onStandby, onPrimary] = await Promise.allSettled([
-      this.standby.inspect(path),
-      this.primary.inspect(path),
+    const [standby, onPrimary] = await Promise.all([
+      bounded(this.standby.inspect(path), STANDBY_ANSWER_MS),
+      this.primary.inspect(path).then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      ),
     ]);
-    const standby = onStandby.status === 'fulfilled' ? onStandby.value : undefined;
-    const primary = onPrimary.status === 'fulfilled' ? onPrimary.value : undefined;
+    const primary = 'value' in onPrimary ? onPrimary.value : undefined;
     // A running transfer is what a client asks about; else whatever exists, the standby first.
     if (standby?.state === 'transferring') return standby;
     if (primary?.state === 'transferring') return primary;
     if (standby || primary) return standby ?? primary;
-    if (onPrimary.status === 'rejected' && onStandby.status === 'rejected') throw onPrimary.reason;
+    if ('error' in onPrimary && this.active === 'primary') throw onPrimary.error;
     return undefined;
   }
 
@@ -104,23 +126,32 @@ export class FailoverBroker implements Broker {
 
   /** The standby if a pipe waits there (the rule that makes parties meet), else the active backend. */
   private async backendFor(path: string): Promise<WatchableBroker> {
-    const onStandby = await this.standby.inspect(path).catch(() => undefined);
+    const onStandby = await bounded(this.standby.inspect(path), STANDBY_ANSWER_MS);
     if (onStandby?.state === 'waiting') return this.standby;
     return this.active === 'primary' ? this.primary : this.standby;
   }
 
   /** Where a running transfer of `path` lives (for a resume). */
   private async holderOf(path: string): Promise<WatchableBroker> {
-    const onStandby = await this.standby.inspect(path).catch(() => undefined);
+    const onStandby = await bounded(this.standby.inspect(path), STANDBY_ANSWER_MS);
     return onStandby?.state === 'transferring' ? this.standby : this.primary;
   }
 }
 
+/** A party that may move from the primary to the standby while it waits; `closed` once it gave up. */
+interface Movable {
+  readonly closed: boolean;
+  /** Aborted when the party gives up (cancel, release, abort): the wait and any move stop. */
+  readonly gaveUp: AbortSignal;
+}
+
 /**
  * Waits on the primary while watching the standby; moves there when a pipe of the same path waits on it.
- * The move happens only before the party's transfer is established, so no byte ever crosses backends.
+ * The move happens only before the party's transfer is established, so no byte ever crosses backends, and
+ * never after the party gave up (a slot nobody owns would stall its pipe).
  */
 async function waitWatchingStandby<S>(
+  party: Movable,
   path: string,
   standby: WatchableBroker,
   pollMs: number,
@@ -131,14 +162,20 @@ async function waitWatchingStandby<S>(
   if (signal.aborted) throw signal.reason;
   const stop = new AbortController();
   const onAbort = () => stop.abort(signal.reason);
+  const onGiveUp = () => stop.abort(party.gaveUp.reason);
   signal.addEventListener('abort', onAbort, { once: true });
+  party.gaveUp.addEventListener('abort', onGiveUp, { once: true });
   let poke: () => void = () => {};
-  const unwatch = await standby.watchPath(path, () => poke()).catch(() => () => {});
-  const timer = setInterval(() => poke(), pollMs);
+  // The wait starts at once; watching the standby is set up beside it (its answer may be slow).
   const waited = wait(stop.signal).then(
     (value) => ({ value }),
     (error: unknown) => ({ error }),
   );
+  const unwatch = bounded(
+    standby.watchPath(path, () => poke()),
+    STANDBY_ANSWER_MS * 4,
+  );
+  const timer = setInterval(() => poke(), pollMs);
   try {
     for (;;) {
       const poked = new Promise<'poke'>((resolve) => {
@@ -149,8 +186,11 @@ async function waitWatchingStandby<S>(
         if ('error' in outcome) throw outcome.error;
         return outcome.value;
       }
-      const there = await standby.inspect(path).catch(() => undefined);
-      if (there?.state === 'waiting') break;
+      const there = await Promise.race([
+        bounded(standby.inspect(path), STANDBY_ANSWER_MS),
+        waited.then(() => undefined),
+      ]);
+      if (there?.state === 'waiting' && !party.closed) break;
     }
     stop.abort(new MovedToStandby());
     // Established on the primary in the meantime: it stays there.
@@ -158,10 +198,12 @@ async function waitWatchingStandby<S>(
     if ('value' in last) return last.value;
   } finally {
     clearInterval(timer);
-    unwatch();
+    void unwatch.then((stopWatching) => stopWatching?.());
     signal.removeEventListener('abort', onAbort);
+    party.gaveUp.removeEventListener('abort', onGiveUp);
   }
   await move();
+  if (party.closed) throw party.gaveUp.reason;
   return wait(signal);
 }
 
@@ -170,9 +212,11 @@ class MovedToStandby extends Error {
   override name = 'MovedToStandby';
 }
 
-class MigratingSender implements SenderSession {
+class MigratingSender implements SenderSession, Movable {
   readonly connectedAtOpen: number;
   readonly resumedAt: number | undefined;
+  private readonly giveUp = new AbortController();
+  readonly gaveUp = this.giveUp.signal;
 
   constructor(
     private inner: SenderSession,
@@ -184,8 +228,13 @@ class MigratingSender implements SenderSession {
     this.resumedAt = inner.resumedAt;
   }
 
+  get closed(): boolean {
+    return this.giveUp.signal.aborted;
+  }
+
   waitForReceivers(signal: AbortSignal): Promise<void> {
     return waitWatchingStandby(
+      this,
       this.options.path,
       this.standby,
       this.pollMs,
@@ -193,7 +242,10 @@ class MigratingSender implements SenderSession {
       (s) => this.inner.waitForReceivers(s),
       async () => {
         this.inner.release();
-        this.inner = await this.standby.openSender(this.options);
+        const moved = await this.standby.openSender(this.options);
+        // It gave up while the slot was being claimed: give the new slot back too.
+        if (this.closed) moved.release();
+        this.inner = moved;
       },
     );
   }
@@ -208,17 +260,23 @@ class MigratingSender implements SenderSession {
     return this.inner.end();
   }
   abort(reason?: string): void {
+    this.giveUp.abort(new Error('gave up'));
     this.inner.abort(reason);
   }
   interrupt(reason?: string): void {
+    this.giveUp.abort(new Error('gave up'));
     this.inner.interrupt(reason);
   }
   release(): void {
+    this.giveUp.abort(new Error('gave up'));
     this.inner.release();
   }
 }
 
-class MigratingReceiver implements ReceiverSession {
+class MigratingReceiver implements ReceiverSession, Movable {
+  private readonly giveUp = new AbortController();
+  readonly gaveUp = this.giveUp.signal;
+
   constructor(
     private inner: ReceiverSession,
     private readonly options: OpenReceiverOptions,
@@ -226,8 +284,13 @@ class MigratingReceiver implements ReceiverSession {
     private readonly pollMs: number,
   ) {}
 
+  get closed(): boolean {
+    return this.giveUp.signal.aborted;
+  }
+
   waitForStart(signal: AbortSignal): Promise<PipeMeta> {
     return waitWatchingStandby(
+      this,
       this.options.path,
       this.standby,
       this.pollMs,
@@ -235,7 +298,9 @@ class MigratingReceiver implements ReceiverSession {
       (s) => this.inner.waitForStart(s),
       async () => {
         this.inner.cancel();
-        this.inner = await this.standby.openReceiver(this.options);
+        const moved = await this.standby.openReceiver(this.options);
+        if (this.closed) moved.cancel();
+        this.inner = moved;
       },
     );
   }
@@ -244,6 +309,7 @@ class MigratingReceiver implements ReceiverSession {
     return this.inner.read();
   }
   cancel(): void {
+    this.giveUp.abort(new Error('gave up'));
     this.inner.cancel();
   }
 }

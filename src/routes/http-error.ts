@@ -24,10 +24,17 @@ export function fail(status: ContentfulStatusCode, message: string, headers?: Re
   });
 }
 
-/** Headers that help the client act on a refusal. */
-function hintsOf(error: PipeError): Record<string, string> | undefined {
+/**
+ * Headers that help the client act on a refusal: a sender learns the offset to continue from, a receiver
+ * the first byte it can still be served (`X-Edgepipe-Resume-From`).
+ */
+function hintsOf(error: PipeError, role: 'sender' | 'receiver'): Record<string, string> | undefined {
   if (error instanceof CapacityError) return { 'Retry-After': '1' };
-  if (error instanceof ResumeOffsetError) return { 'Upload-Offset': String(error.to) };
+  if (error instanceof ResumeOffsetError) {
+    return role === 'sender'
+      ? { 'Upload-Offset': String(error.to) }
+      : { 'Content-Range': 'bytes */*', 'X-Edgepipe-Resume-From': String(error.from) };
+  }
   return undefined;
 }
 
@@ -38,7 +45,7 @@ function hintsOf(error: PipeError): Record<string, string> | undefined {
  */
 export function failWithPipeError(error: PipeError, role: 'sender' | 'receiver' = 'sender'): never {
   const status = error instanceof ResumeOffsetError && role === 'receiver' ? 416 : statusOfPipeError(error);
-  fail(status, error.message, hintsOf(error));
+  fail(status, error.message, hintsOf(error, role));
 }
 
 /** The status a broker refusal is answered with (see README: "Errors"). */

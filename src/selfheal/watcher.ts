@@ -49,10 +49,11 @@ export interface WatcherStatus {
 }
 
 /**
- * Probes per window and backend. A slow Redis slows the traffic that would measure it (fewer commands per
- * window), so the probes alone must reach a rule's `minSamples` (10 by default) in every window, idle or not.
+ * Probes per window and backend. The `redis` metrics are the probes' round trips on a connection of their
+ * own (see `RedisBroker`), so the probes alone must reach a rule's `minSamples` (10 by default) in every
+ * window, idle or busy, with room to spare.
  */
-const PROBES_PER_WINDOW = 10;
+const PROBES_PER_WINDOW = 20;
 const MAX_PROBES_IN_FLIGHT = 4;
 
 const fmt = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1));
@@ -60,7 +61,7 @@ const fmt = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1));
 /**
  * Every `intervalMs`: closes the latency windows, judges every rule on its metric's window and carries out
  * what they decide (switching the backend new pipes go to, firing hooks), writing every decision to the
- * audit trail; and probes each backend ten times per window, so idle and recovering ones are measured
+ * audit trail; and probes each backend twenty times per window, so idle and recovering ones are measured
  * too. A probe is cut at
  * `probeTimeoutMs` and recorded as that slow, so a Redis that stopped answering looks slow, not silent.
  */
@@ -68,7 +69,8 @@ export class Watcher {
   private readonly states: RuleState[];
   private cancelTimer: (() => void) | undefined;
   private ticking = false;
-  private readonly probing = new Map<WatcherProbe, number>();
+  /** Start times of the probes in flight, per probe. */
+  private readonly probing = new Map<WatcherProbe, number[]>();
   private cancelProbes: (() => void) | undefined;
   readonly counters: WatcherCounters = { fired: 0, suppressed: 0, recovered: 0, hookFailures: 0 };
   /** Hooks still running (tests and shutdown wait for them). */
@@ -144,13 +146,26 @@ export class Watcher {
     }
   }
 
-  /** Probes every backend once, in the background, with a few probes at most in flight per backend. */
+  /**
+   * Probes every backend once, in the background, with a few probes at most in flight per backend. When
+   * that many are still unanswered, the oldest one's age is the sample instead: a Redis that stopped
+   * answering keeps filling its windows (and breaches) rather than going quiet.
+   */
   probe(): void {
+    const now = this.deps.clock.now();
     for (const probe of this.deps.probes) {
-      const inFlight = this.probing.get(probe) ?? 0;
-      if (inFlight >= MAX_PROBES_IN_FLIGHT) continue;
-      this.probing.set(probe, inFlight + 1);
-      void this.runProbe(probe).finally(() => this.probing.set(probe, (this.probing.get(probe) ?? 1) - 1));
+      let started = this.probing.get(probe);
+      if (!started) {
+        started = [];
+        this.probing.set(probe, started);
+      }
+      if (started.length >= MAX_PROBES_IN_FLIGHT) {
+        this.deps.windows.record(probe.metric, now - Math.min(...started));
+        continue;
+      }
+      const list = started;
+      list.push(now);
+      void this.runProbe(probe).finally(() => list.splice(list.indexOf(now), 1));
     }
   }
 

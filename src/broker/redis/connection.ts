@@ -80,21 +80,13 @@ export function scriptsOn(redis: Redis | Cluster): ScriptCalls {
   return calls as unknown as ScriptCalls;
 }
 
-/** Commands whose round trip is mostly their payload's transfer time, not Redis's responsiveness. */
-const BULK_COMMANDS = new Set(['xadd', 'xrange', 'xrevrange']);
-
-/**
- * Reports the round trip of every control command sent on `redis` (from hand-over to ioredis to its reply,
- * queueing included: that is what the broker waits for).
- */
+/** Reports the round trip of every command sent on `redis`, from hand-over to ioredis to its reply. */
 export function timeCommands(redis: Redis | Cluster, record: (ms: number) => void): void {
   const send = redis.sendCommand.bind(redis) as (command: Command, ...rest: unknown[]) => unknown;
   (redis as unknown as { sendCommand: typeof send }).sendCommand = (command, ...rest) => {
-    if (!BULK_COMMANDS.has(command.name)) {
-      const started = performance.now();
-      const done = () => record(performance.now() - started);
-      command.promise.then(done, done);
-    }
+    const started = performance.now();
+    const done = () => record(performance.now() - started);
+    command.promise.then(done, done);
     return send(command, ...rest);
   };
 }

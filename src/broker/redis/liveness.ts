@@ -37,8 +37,9 @@ export class InstanceHeartbeat {
 }
 
 /**
- * Of the owners given (instance ids, or `d:<ms>` marks of dropped parties), the instances whose heartbeat
- * is gone. This instance is alive by definition.
+ * Of the owners given (instance ids, `d:<ms>` marks of parties whose client dropped, `d:<ms>:<instance>`
+ * marks of parties whose instance lapsed), the instances whose heartbeat is gone. This instance is alive
+ * by definition.
  */
 export async function deadInstances(
   redis: Redis | Cluster,
@@ -47,7 +48,12 @@ export async function deadInstances(
   self: string,
 ): Promise<string[]> {
   const ids = new Set<string>();
-  for (const owner of owners) if (owner && owner !== self && !owner.startsWith('d:')) ids.add(owner);
+  for (const owner of owners) {
+    if (!owner) continue;
+    // A party marked for its instance's lapse (`d:<ms>:<instance>`): is that instance back?
+    const instance = owner.startsWith('d:') ? owner.split(':').slice(2).join(':') : owner;
+    if (instance && instance !== self) ids.add(instance);
+  }
   const dead: string[] = [];
   await Promise.all(
     [...ids].map(async (id) => {
@@ -55,4 +61,12 @@ export async function deadInstances(
     }),
   );
   return dead;
+}
+
+/** Whether an owner counts as dropped, given the dead instances (mirrors `dropped_for` in the scripts). */
+export function isDropped(owner: string | null | undefined, dead: readonly string[]): boolean {
+  if (!owner) return false;
+  if (!owner.startsWith('d:')) return dead.includes(owner);
+  const instance = owner.split(':').slice(2).join(':');
+  return instance === '' || dead.includes(instance);
 }

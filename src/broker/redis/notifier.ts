@@ -37,8 +37,15 @@ export class Notifier {
       subscribed.finally(() => this.subscribing.delete(channel)).catch(() => {});
     }
     set.add(listener);
-    await this.subscribing.get(channel);
     const listeners = set;
+    try {
+      await this.subscribing.get(channel);
+    } catch (error) {
+      // Not subscribed: forget the set, so the next listener subscribes again instead of trusting it.
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.listeners.get(channel) === listeners) this.listeners.delete(channel);
+      throw error;
+    }
     return () => {
       if (!listeners.delete(listener) || listeners.size > 0) return;
       if (this.listeners.get(channel) === listeners) this.listeners.delete(channel);

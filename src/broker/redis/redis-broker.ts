@@ -27,7 +27,7 @@ import type {
 import { connect, type RedisTarget, type ScriptCalls, scriptsOn, timeCommands } from './connection.js';
 import { decodeFrame } from './framing.js';
 import { pipeKeys } from './keys.js';
-import { deadInstances, InstanceHeartbeat } from './liveness.js';
+import { deadInstances, InstanceHeartbeat, isDropped } from './liveness.js';
 import { Notifier } from './notifier.js';
 import type { PartyHooks, PipeContext, RedisPipeOptions } from './pipe-context.js';
 import { type ReceiverResume, RedisReceiverSession } from './redis-receiver.js';
@@ -43,8 +43,10 @@ export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'wind
   /** Prefix of every key and channel (tests give each run its own). */
   readonly keyPrefix?: string;
   /**
-   * Where latencies go: chunk delivery (`chunk`, `ttfb`) and the round trip of every control command under
-   * `redisMetric` (the bulk `XADD`/`XRANGE`s are left out: their time is mostly their payload's).
+   * Where latencies go: chunk delivery (`chunk`, `ttfb`), and under `redisMetric` the round trips of the
+   * probes (`ping`) and heartbeats, which run on a connection of their own: on the data connection every
+   * command queues behind megabytes of pipelined appends (one transfer put a PING's p99 at ~100 ms on an
+   * idle Redis), which says nothing about the Redis.
    */
   readonly latency?: LatencySink;
   readonly redisMetric?: 'redis' | 'redis_standby';
@@ -73,12 +75,15 @@ interface LocalParty extends PartyHooks {
 
 /**
  * The Redis Streams broker: no pipe state lives in the instance, so a sender on one instance and its
- * receivers on others meet through Redis. Two connections per instance whatever the load: one for commands,
- * one subscriber that multiplexes every wait (see `Notifier`).
+ * receivers on others meet through Redis. Three connections per instance whatever the load: one for
+ * commands and data, one subscriber that multiplexes every wait (see `Notifier`), one for heartbeats and
+ * probes.
  */
 export class RedisBroker implements Broker, WatchableBroker {
   private readonly redis: Redis | Cluster;
   private readonly subscriber: Redis | Cluster;
+  /** Heartbeats and probes: small commands that must not wait behind bulk data. */
+  private readonly control: Redis | Cluster;
   private readonly scripts: ScriptCalls;
   private readonly notifier: Notifier;
   private readonly pipeOptions: RedisPipeOptions;
@@ -93,9 +98,10 @@ export class RedisBroker implements Broker, WatchableBroker {
   constructor(private readonly options: RedisBrokerOptions) {
     this.redis = connect(options.target);
     this.subscriber = connect(options.target);
+    this.control = connect(options.target);
     this.scripts = scriptsOn(this.redis);
     const latency = options.latency;
-    if (latency) timeCommands(this.redis, (ms) => latency.record(options.redisMetric ?? 'redis', ms));
+    if (latency) timeCommands(this.control, (ms) => latency.record(options.redisMetric ?? 'redis', ms));
     this.notifier = new Notifier(this.subscriber);
     this.prefix = options.keyPrefix ?? 'ep:';
     this.pipeOptions = {
@@ -109,7 +115,7 @@ export class RedisBroker implements Broker, WatchableBroker {
       endedTtlMs: options.endedTtlMs ?? 60_000,
     };
     this.heartbeat = new InstanceHeartbeat(
-      this.redis,
+      this.control,
       this.prefix,
       this.instanceId,
       this.pipeOptions.instanceTtlMs,
@@ -117,7 +123,7 @@ export class RedisBroker implements Broker, WatchableBroker {
   }
 
   async ready(): Promise<void> {
-    await Promise.all([this.redis.connect(), this.subscriber.connect()]);
+    await Promise.all([this.redis.connect(), this.subscriber.connect(), this.control.connect()]);
     await this.heartbeat.start();
   }
 
@@ -130,7 +136,7 @@ export class RedisBroker implements Broker, WatchableBroker {
   async close(): Promise<void> {
     this.drain();
     await this.heartbeat.stop().catch(() => {});
-    await Promise.allSettled([this.redis.quit(), this.subscriber.quit()]);
+    await Promise.allSettled([this.redis.quit(), this.subscriber.quit(), this.control.quit()]);
   }
 
   stats(): BrokerStats {
@@ -145,7 +151,7 @@ export class RedisBroker implements Broker, WatchableBroker {
 
   /** One round trip (the self-heal watcher's probe; timed like every command). */
   async ping(): Promise<void> {
-    await this.redis.ping();
+    await this.control.ping();
   }
 
   /** A bounded list in this Redis that every instance sees (the self-heal audit trail). */
@@ -178,7 +184,7 @@ export class RedisBroker implements Broker, WatchableBroker {
         committedOffset = frame.offset + frame.payload.byteLength;
       }
       const dead = await deadInstances(this.redis, this.prefix, [sender], this.instanceId);
-      const senderDropped = !!sender && (sender.startsWith('d:') || dead.length > 0);
+      const senderDropped = isDropped(sender, dead);
       return { state: 'transferring', committedOffset, senderDropped };
     } catch (error) {
       throw asPipeError(error);

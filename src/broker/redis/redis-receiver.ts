@@ -171,7 +171,9 @@ export class RedisReceiverSession implements ReceiverSession {
   }
 
   cancel(): void {
-    if (this.left || this.ended) return;
+    // Done means it read the end (and told the sender); having fetched the end frame is not enough: a
+    // client that leaves before draining the last batch is a receiver that dropped.
+    if (this.left || this.done) return;
     const { scripts, keys, generation, options } = this.ctx;
     // A receiver that drops mid-transfer keeps its place for a resume; one that never started just leaves.
     if (this.started && options.resumeGraceMs > 0) {
@@ -207,9 +209,10 @@ export class RedisReceiverSession implements ReceiverSession {
       }
       this.expectedSeq += 1;
       if (frame.kind === 'data') {
-        this.observe(frame.sentAt, frame.seq === 0);
         const end = frame.offset + frame.payload.byteLength;
         if (end <= this.fetchedTo) continue;
+        // Frames a resumed receiver reads again are old news: only fresh deliveries are latencies.
+        if (!this.resume) this.observe(frame.sentAt, frame.seq === 0);
         const skip = this.fetchedTo - frame.offset;
         this.queue.push(skip > 0 ? frame.payload.subarray(skip) : frame.payload);
         this.fetchedTo = end;

@@ -282,6 +282,7 @@ export class RedisSenderSession implements SenderSession {
 
   async end(): Promise<void> {
     const { redis, keys, scripts, generation, options } = this.ctx;
+    let endCommitted = false;
     try {
       // The end frame follows the last data frames on the same connection without waiting for their
       // answers (one round trip less per transfer); if one of them failed, the seq gap fails the readers.
@@ -289,7 +290,10 @@ export class RedisSenderSession implements SenderSession {
       const ended = this.append({ kind: 'end', seq: this.seq++, offset: this.offset }, '');
       ended.catch(() => {}); // awaited below, unless a data frame failed first
       await this.settleInFlight();
-      if ((await ended) === -1) throw new ReceiversGoneError();
+      const reply = await ended;
+      if (reply === -2) throw new SenderAbortedError('Another sender took over the pipe.');
+      if (reply === -1) throw new ReceiversGoneError();
+      endCommitted = true;
       // "All received": every receiver still in the pipe has read up to the end frame, which counts as one
       // more byte (so the data is not deleted under a receiver that has yet to read that frame).
       for (;;) {
@@ -303,6 +307,14 @@ export class RedisSenderSession implements SenderSession {
         [generation, options.endedTtlMs],
       );
     } catch (error) {
+      // Without a committed end frame the receivers must not wait for one: leave an abort frame (it is a
+      // no-op if another sender owns the pipe now).
+      if (!endCommitted) {
+        this.append(
+          { kind: 'abort', seq: this.seq++, offset: this.offset, reason: 'The transfer failed.' },
+          'a',
+        ).then(undefined, () => {});
+      }
       throw asPipeError(error);
     } finally {
       this.done();
@@ -328,7 +340,9 @@ export class RedisSenderSession implements SenderSession {
     }
     // What the client sent before it dropped is committed first: a resumed sender continues from there.
     const { scripts, keys, generation } = this.ctx;
+    // Even if an append failed, the sender is marked dropped: resumable, or settled after the grace period.
     this.settleInFlight()
+      .catch(() => {})
       .then(() => scripts.drop([keys.meta, keys.owners], ['s', this.id, generation, keys.events]))
       .catch(() => {});
     this.done();
@@ -366,6 +380,8 @@ export class RedisSenderSession implements SenderSession {
         options.maxStreamEntries,
         state,
         options.endedTtlMs,
+        generation,
+        this.id,
       ],
     ) as Promise<number>;
   }

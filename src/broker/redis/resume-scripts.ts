@@ -5,7 +5,8 @@ import type { ScriptDefinition } from './scripts.js';
  * marked dropped (`d:<ms>` in place of its instance id) and keeps its place in the window, so the data it
  * still needs stays in the stream. A new request may take its place (`resume`) within a grace period; after
  * that `reap` turns a dropped sender into an abort frame and drops a receiver for good. Parties of an
- * instance that died (its heartbeat key expired) are marked dropped by `reap` too.
+ * instance whose heartbeat key expired are marked dropped by `reap` too (`d:<ms>:<instance>`), and get
+ * their place back if that instance turns out alive (a stall, not a death).
  *
  * Times come from Redis (`TIME`), so instances with skewed clocks agree on every grace period.
  */
@@ -20,12 +21,28 @@ local dead = {}
 local function mark_dead(list)
   for id in string.gmatch(list, '%S+') do dead[id] = true end
 end
--- Milliseconds since the party dropped, or nil while it is connected.
+-- Milliseconds since the party dropped, or nil while it is connected. A party marked because its instance's
+-- heartbeat lapsed ('d:<ms>:<instance>') is connected again once that instance is alive (a stall, not a death).
 local function dropped_for(owner, now)
   if not owner then return nil end
-  if string.sub(owner, 1, 2) == 'd:' then return now - tonumber(string.sub(owner, 3)) end
+  if string.sub(owner, 1, 2) == 'd:' then
+    local ms, instance = string.match(owner, '^d:(%d+):?(.*)$')
+    if instance ~= '' and not dead[instance] then return nil end
+    return now - tonumber(ms)
+  end
   if dead[owner] then return 0 end
   return nil
+end
+-- The owner to write back: a dead instance's party is marked from now; a revived one gets its instance back.
+local function settled_owner(owner, now)
+  if not owner then return owner end
+  if string.sub(owner, 1, 2) ~= 'd:' then
+    if dead[owner] then return 'd:' .. now .. ':' .. owner end
+    return owner
+  end
+  local instance = string.match(owner, '^d:%d+:(.+)$')
+  if instance and not dead[instance] then return instance end
+  return owner
 end
 local function field(fields, name)
   for i = 1, #fields, 2 do if fields[i] == name then return fields[i + 1] end end
@@ -134,7 +151,8 @@ local grace = tonumber(ARGV[3])
 local aborted = 0
 local sinst = redis.call('HGET', KEYS[1], 'sinst')
 local since = dropped_for(sinst, now)
-if since == 0 and string.sub(sinst, 1, 2) ~= 'd:' then redis.call('HSET', KEYS[1], 'sinst', 'd:' .. now) end
+local settled = settled_owner(sinst, now)
+if settled ~= sinst then redis.call('HSET', KEYS[1], 'sinst', settled) end
 if since and since >= grace then
   local kind, seq, head = last_frame(KEYS[4])
   if kind <= 0 then
@@ -155,8 +173,9 @@ for i = 1, #owners, 2 do
     redis.call('HDEL', KEYS[2], id)
     redis.call('HDEL', KEYS[3], id)
     removed = removed + 1
-  elseif gone == 0 and string.sub(owner, 1, 2) ~= 'd:' then
-    redis.call('HSET', KEYS[3], id, 'd:' .. now)
+  else
+    local settled = settled_owner(owner, now)
+    if settled ~= owner then redis.call('HSET', KEYS[3], id, settled) end
   end
 end
 local remaining = redis.call('HLEN', KEYS[2])

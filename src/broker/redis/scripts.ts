@@ -116,12 +116,17 @@ return 1
  * ARGV: [1] frame header (msgpack), [2] payload ('' for none), [3] offset after this frame, [4] ttl ms
  *       ('' to leave the expiry alone: refreshed every few seconds, not per chunk), [5] channel,
  *       [6] max stream length (entries), [7] new state ('' to keep; 'a' aborted: the path is free again),
- *       [8] ttl ms of an aborted pipe's keys (long enough for its receivers to read the abort frame)
- * Output: backlog in bytes (head offset minus the slowest receiver's), or -1 when no receiver is left
+ *       [8] ttl ms of an aborted pipe's keys (long enough for its receivers to read the abort frame),
+ *       [9] generation, [10] sender id (a sender another one took over from writes nothing)
+ * Output: backlog in bytes (head offset minus the slowest receiver's), -1 when no receiver is left,
+ *         -2 when the pipe is no longer this sender's
  */
 export const appendScript: ScriptDefinition = {
   numberOfKeys: 4,
   lua: `
+if redis.call('HGET', KEYS[3], 'gen') ~= ARGV[9] or redis.call('HGET', KEYS[3], 'sender') ~= ARGV[10] then
+  return -2
+end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'h', ARGV[1], 'p', ARGV[2])
 if ARGV[4] ~= '' then
   for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
