@@ -47,15 +47,28 @@ export interface ServerProcess {
 }
 
 /** Starts `node dist/cli/main.js serve` (built by `npm test` before vitest) on a free port. */
-export async function spawnServer(
+export function spawnServer(
   args: readonly string[] = [],
   env: NodeJS.ProcessEnv = {},
 ): Promise<ServerProcess> {
-  const child = spawn(
+  return spawnListening(
     process.execPath,
     [join(repoRoot, 'dist/cli/main.js'), 'serve', '--host', '127.0.0.1', '--port', '0', ...args],
-    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    env,
   );
+}
+
+/** Starts any command that prints `listening on http://host:port` once it serves (every runtime's entry). */
+export async function spawnListening(
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<ServerProcess> {
+  const child = spawn(command, args, {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout!.on('data', (d) => {
     output += d;
@@ -65,9 +78,10 @@ export async function spawnServer(
   });
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 10_000);
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
     const check = () => {
-      const match = /listening on (http:\/\/\S+)/.exec(output);
+      // edgepipe's own entries print `listening on <url>`; wrangler dev prints `Ready on <url>`.
+      const match = /(?:listening on|Ready on) (http:\/\/[\w.:[\]-]+)/.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve(match[1]!);

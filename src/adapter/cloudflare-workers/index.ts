@@ -1,0 +1,153 @@
+// Cloudflare Workers entry (`npm run dev:worker`, `wrangler deploy`). Everything Workers-specific is here.
+import { createApp } from '../../app.js';
+import { BrokerUnavailableError } from '../../broker/errors.js';
+import { RedisBroker } from '../../broker/redis/redis-broker.js';
+import type { Broker } from '../../broker/types.js';
+import { type ByteSource, streamOfSource } from '../../byte-source.js';
+import { type Config, parseConfig } from '../../config.js';
+
+/** The Worker's bindings: vars and secrets from `wrangler.toml` or the dashboard. */
+interface Env {
+  /** `redis://` or `rediss://` URL (a secret: it may hold a password). */
+  readonly REDIS_URL?: string;
+  /** The whole config as JSON (what `--config` holds elsewhere); `REDIS_URL` beats its `broker.redis`. */
+  readonly EDGEPIPE_CONFIG?: string;
+}
+
+interface ExecutionContext {
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+/** Workers' stream that sends a declared length (plain streams go out chunked, without Content-Length). */
+declare const FixedLengthStream: new (
+  length: number,
+) => { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> };
+
+const NEEDS_REDIS =
+  'edgepipe on Cloudflare Workers needs a Redis: set the REDIS_URL secret (the in-memory broker cannot ' +
+  "pass bytes between requests there, as one request may not touch another's stream).";
+
+function configOf(env: Env): Config {
+  const base = env.EDGEPIPE_CONFIG ? (JSON.parse(env.EDGEPIPE_CONFIG) as Record<string, unknown>) : {};
+  const broker = { ...((base.broker as Record<string, unknown> | undefined) ?? {}) };
+  if (env.REDIS_URL) broker.redis = env.REDIS_URL;
+  return parseConfig({ ...base, broker });
+}
+
+/** Refuses every pipe with the reason; pages, health and errors still answer. */
+const refusing: Broker = {
+  ready: async () => {},
+  drain: () => {},
+  close: async () => {},
+  stats: () => ({ pipes: 0, waiting: 0 }),
+  inspect: async () => undefined,
+  openSender: async () => {
+    throw new BrokerUnavailableError(undefined, NEEDS_REDIS);
+  },
+  openReceiver: async () => {
+    throw new BrokerUnavailableError(undefined, NEEDS_REDIS);
+  },
+};
+
+/** A ByteSource watched: `done` settles when it ended, failed or was cancelled. */
+function watched(source: ByteSource): { source: ByteSource; done: Promise<void> } {
+  let finish: () => void = () => {};
+  const done = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  return {
+    done,
+    source: {
+      read: () =>
+        source.read().then(
+          (chunk) => {
+            if (chunk === null) finish();
+            return chunk;
+          },
+          (error: unknown) => {
+            finish();
+            throw error;
+          },
+        ),
+      cancel: (reason) => {
+        finish();
+        source.cancel(reason);
+      },
+    },
+  };
+}
+
+/**
+ * A streaming Response. Workers sends a plain stream chunked and drops its Content-Length; a declared
+ * length goes through a FixedLengthStream instead, so the receiver gets Content-Length and a body cut short
+ * is an error at the client (an errored chunked body may end like a clean one, as seen under wrangler dev).
+ */
+function streamingResponse(source: ByteSource, init: ResponseInit): Response {
+  const stream = streamOfSource(source);
+  // The bytes go out as the sender sent them: Workers would gzip a text/* body for a client that accepts
+  // it (undici's fetch does), dropping Content-Length and re-chunking every transfer.
+  const headers = new Headers(init.headers);
+  headers.set('Cache-Control', 'no-store, no-transform');
+  headers.set('Content-Encoding', 'identity');
+  const sent = { ...init, headers, encodeBody: 'manual' } as ResponseInit;
+  const length = headers.get('content-length');
+  if (length === null || !/^[0-9]{1,15}$/.test(length)) return new Response(stream, sent);
+  const fixed = new FixedLengthStream(Number(length));
+  stream.pipeTo(fixed.writable).catch(() => {});
+  return new Response(fixed.readable, sent);
+}
+
+export default {
+  /**
+   * One Redis broker per request: a Worker may not keep a connection open across requests (a client kept
+   * at module level hangs), and nothing else can be shared between isolates anyway. The broker's
+   * connections close when the request's body (a transfer, a transcript) ends; `waitUntil` keeps the
+   * isolate until then.
+   */
+  async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+    let config: Config;
+    try {
+      config = configOf(env);
+    } catch (error) {
+      return new Response(`[ERROR] ${(error as Error).message}\n`, { status: 500 });
+    }
+    const target = config.broker.redis ?? undefined;
+    if (!target) {
+      return createApp(config, { broker: refusing, streamResponse: streamingResponse }).fetch(
+        request,
+        env,
+        ctx as never,
+      );
+    }
+    const broker = new RedisBroker({
+      target: { url: target },
+      windowBytes: config.broker.windowBytes ?? 8 * 1024 * 1024,
+      maxPipes: config.limits.maxPipes,
+      maxWaiting: config.limits.maxWaiting,
+      resumeGraceMs: config.broker.resumeGraceMs,
+      ttlMs: config.limits.waitTimeoutMs + 5 * 60_000,
+    });
+    try {
+      await broker.ready();
+    } catch {
+      void broker.close().catch(() => {});
+      return new Response(`[ERROR] ${new BrokerUnavailableError().message}\n`, {
+        status: 503,
+        headers: { 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '1' },
+      });
+    }
+    // The broker lives as long as the request's streaming bodies (a transfer, a transcript) run.
+    const bodies: Promise<void>[] = [];
+    const app = createApp(config, {
+      broker,
+      streamResponse: (body, init) => {
+        const { source, done } = watched(body);
+        bodies.push(done);
+        return streamingResponse(source, init);
+      },
+    });
+    const response = await app.fetch(request, env, ctx as never);
+    ctx.waitUntil(Promise.all(bodies).then(() => broker.close()));
+    return response;
+  },
+};

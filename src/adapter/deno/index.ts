@@ -1,0 +1,31 @@
+// `npm run start:deno`: edgepipe on Deno. Only the listening is Deno's own.
+import { fetchApp } from '../fetch-app.js';
+
+declare const Deno: {
+  serve(
+    options: {
+      port: number;
+      hostname: string;
+      onListen?: (address: { hostname: string; port: number }) => void;
+    },
+    handler: (request: Request) => Response | Promise<Response>,
+  ): { shutdown(): Promise<void> };
+  env: { toObject(): Record<string, string> };
+  addSignalListener(signal: 'SIGTERM', handler: () => void): void;
+  exit(code: number): never;
+  version: { deno: string };
+};
+
+const served = await fetchApp(Deno.env.toObject(), `deno ${Deno.version.deno}`);
+const server = Deno.serve(
+  {
+    port: served.config.server.port,
+    hostname: served.config.server.host,
+    onListen: ({ hostname, port }) => served.listening(`http://${hostname}:${port}`),
+  },
+  served.fetch,
+);
+Deno.addSignalListener('SIGTERM', () => {
+  void server.shutdown();
+  served.drain().then(() => Deno.exit(0));
+});

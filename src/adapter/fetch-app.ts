@@ -1,0 +1,51 @@
+import { createApp } from '../app.js';
+import { loadConfig } from '../cli/load-config.js';
+import type { Config } from '../config.js';
+import { VERSION } from '../version.js';
+import { brokerName, type NodeRuntime, runtimeFromConfig } from './node/broker-from-config.js';
+
+/** What a runtime with a `fetch`-style server (Bun, Deno) serves. */
+export interface FetchApp {
+  readonly config: Config;
+  readonly fetch: (request: Request) => Response | Promise<Response>;
+  readonly runtime: NodeRuntime;
+  /** Prints the start-up line (tests and scripts wait for it) and starts the watcher. */
+  listening(url: string): void;
+  /** SIGTERM: refuse new parties, let transfers run for the grace period, then release everything. */
+  drain(): Promise<void>;
+}
+
+/**
+ * The config from the environment (`EDGEPIPE_CONFIG`, `HOST`, `PORT`, `REDIS_URL`), the broker and watcher
+ * it asks for, and the app. Bun and Deno implement the Node APIs the broker and the config loader use
+ * (`node:fs`, `node:net` through ioredis, `node:child_process` for hook commands), so they share that part
+ * with the Node adapter and differ only in how they listen.
+ */
+export async function fetchApp(
+  env: Record<string, string | undefined>,
+  runtimeName: string,
+): Promise<FetchApp> {
+  const config = loadConfig({}, env);
+  const runtime = runtimeFromConfig(config);
+  await runtime.broker.ready();
+  const app = createApp(config, {
+    broker: runtime.broker,
+    latency: runtime.latency,
+    watcher: runtime.watcher,
+  });
+  return {
+    config,
+    fetch: (request) => app.fetch(request),
+    runtime,
+    listening(url) {
+      runtime.watcher.start();
+      console.log(`edgepipe ${VERSION} listening on ${url} (${brokerName(config)}, ${runtimeName})`);
+    },
+    async drain() {
+      runtime.watcher.stop();
+      runtime.broker.drain();
+      await new Promise((resolve) => setTimeout(resolve, config.server.shutdownGraceMs));
+      await runtime.broker.close();
+    },
+  };
+}

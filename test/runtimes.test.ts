@@ -1,0 +1,118 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot, type ServerProcess, spawnListening, spawnServer } from './helpers/processes.js';
+import { runProtocolSuite } from './helpers/protocol-suite.js';
+import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+
+const bin = (name: string) => join(repoRoot, 'node_modules', '.bin', name);
+const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+/** How each runtime starts (the same commands as `npm run start:<runtime>`, on a free port). */
+const RUNTIMES = {
+  bun: (env: NodeJS.ProcessEnv) => spawnListening(bin('bun'), ['dist/adapter/bun/index.js'], env),
+  deno: (env: NodeJS.ProcessEnv) =>
+    spawnListening(bin('deno'), ['run', '-A', 'dist/adapter/deno/index.js'], env),
+} as const;
+
+const LOCAL = { HOST: '127.0.0.1', PORT: '0' };
+
+/** `wrangler dev` (workerd, offline) on a free port; `vars` become the Worker's bindings. */
+async function startWorker(vars: Record<string, string>): Promise<ServerProcess> {
+  const port = await freePort();
+  const args = ['dev', '--port', String(port), '--ip', '127.0.0.1'];
+  for (const [name, value] of Object.entries(vars)) args.push('--var', `${name}:${value}`);
+  return spawnListening(bin('wrangler'), args, { WRANGLER_SEND_METRICS: 'false', CI: '1' });
+}
+
+for (const [name, start] of Object.entries(RUNTIMES)) {
+  describe(name, () => {
+    let server: ServerProcess;
+    beforeAll(async () => {
+      server = await start(LOCAL);
+    });
+    afterAll(() => {
+      server?.child.kill('SIGKILL');
+    });
+    it('announces itself', () => {
+      expect(server.output()).toMatch(new RegExp(`\\(in-memory broker, ${name} \\d`));
+    });
+    runProtocolSuite(`${name} (memory)`, () => server.url);
+  });
+}
+
+describe('runtimes sharing one Redis', () => {
+  let redis: TestRedis;
+  const servers: Record<string, ServerProcess> = {};
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    // A sender that drops is held for a resume this long before its receivers fail (30 s by default).
+    const config = join(mkdtempSync(join(tmpdir(), 'edgepipe-runtimes-')), 'config.json');
+    writeFileSync(config, JSON.stringify({ broker: { resumeGraceMs: 300 } }));
+    const env = { ...LOCAL, REDIS_URL: redis.url, EDGEPIPE_CONFIG: config };
+    const [node, bun, deno, workers] = await Promise.all([
+      spawnServer([], { REDIS_URL: redis.url, EDGEPIPE_CONFIG: config }),
+      RUNTIMES.bun(env),
+      RUNTIMES.deno(env),
+      startWorker({
+        REDIS_URL: redis.url,
+        EDGEPIPE_CONFIG: JSON.stringify({ broker: { resumeGraceMs: 300 } }),
+      }),
+    ]);
+    Object.assign(servers, { node, bun, deno, workers });
+  });
+  afterAll(async () => {
+    for (const server of Object.values(servers)) server.child.kill('SIGKILL');
+    await redis?.stop();
+  });
+
+  runProtocolSuite('bun (redis)', () => servers.bun!.url);
+  runProtocolSuite('deno (redis)', () => servers.deno!.url);
+  // See ProtocolSuiteOptions: under wrangler dev an errored chunked body ends like a clean one.
+  runProtocolSuite('workers (redis)', () => servers.workers!.url, { abortWithDeclaredLength: true });
+
+  for (const [from, to] of [
+    ['bun', 'node'],
+    ['node', 'deno'],
+    ['deno', 'bun'],
+    ['workers', 'node'],
+    ['node', 'workers'],
+  ] as const) {
+    it(`sender through ${from}, receiver through ${to}`, async () => {
+      const data = randomBytes(8 * 1024 * 1024);
+      const path = `/cross/${from}-${to}`;
+      const receiving = fetch(`${servers[to]!.url}${path}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const sent = await fetch(`${servers[from]!.url}${path}`, { method: 'PUT', body: data });
+      const received = await receiving;
+      const bytes = new Uint8Array(await received.arrayBuffer());
+      const transcript = await sent.text();
+      expect(`${received.status} ${bytes.byteLength}`, transcript).toBe(`200 ${data.byteLength}`);
+      expect(sha256(bytes)).toBe(sha256(data));
+      expect(transcript).toContain('All receiver(s) was/were received successfully.');
+    });
+  }
+});
+
+describe('workers without Redis', () => {
+  let worker: ServerProcess;
+  beforeAll(async () => {
+    worker = await startWorker({});
+  });
+  afterAll(() => {
+    worker?.child.kill('SIGKILL');
+  });
+
+  it('refuses pipes with the reason, and still serves its pages', async () => {
+    const res = await fetch(`${worker.url}/some/pipe`);
+    expect(res.status).toBe(503);
+    expect(await res.text()).toBe(
+      '[ERROR] edgepipe on Cloudflare Workers needs a Redis: set the REDIS_URL secret (the in-memory broker ' +
+        "cannot pass bytes between requests there, as one request may not touch another's stream).\n",
+    );
+    expect((await fetch(`${worker.url}/_/health`)).status).toBe(200);
+    expect(await (await fetch(`${worker.url}/help`)).text()).toContain('curl -T myfile');
+  });
+});
