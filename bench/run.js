@@ -64,14 +64,20 @@ async function freePort() {
 }
 
 /** Starts a server process and resolves with its pid and base URL once it prints its port. */
-async function startServer(name, command, args) {
-  const child = spawn(command, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+async function startServer(name, command, args, env = {}) {
+  const child = spawn(command, args, {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, ...env },
+    // A group of its own: wrangler starts workerd, which must go when the bench ends.
+    detached: true,
+  });
   let output = '';
   const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start`)), 10_000);
+    const timer = setTimeout(() => reject(new Error(`${name} did not start`)), 60_000);
     child.stdout.on('data', (data) => {
       output += data;
-      const match = /(?:listening on|Listen HTTP on) (?:http:\/\/[^:]+:)?(\d+)/i.exec(output);
+      const match = /(?:listening on|Listen HTTP on|Ready on) (?:http:\/\/[^:]+:)?(\d+)/i.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve(Number(match[1]));
@@ -80,17 +86,25 @@ async function startServer(name, command, args) {
     child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
   });
   child.stdout.resume();
-  return { name, child, pid: child.pid, url: `http://127.0.0.1:${port}` };
+  const kill = () => {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      child.kill('SIGKILL');
+    }
+  };
+  return { name, child, pid: child.pid, url: `http://127.0.0.1:${port}`, kill };
 }
 
 /**
  * What a bench row measures: where senders and receivers go (one server, or two instances), the processes
  * whose CPU counts as the server's, and the redis-server behind it if any.
  */
-function target(name, senderSide, receiverSide = senderSide, redis = undefined) {
+function target(name, senderSide, receiverSide = senderSide, redis = undefined, gib = GIB) {
   const processes = senderSide === receiverSide ? [senderSide] : [senderSide, receiverSide];
   return {
     name,
+    gib,
     sendUrl: (path) => `${senderSide.url}/${path}`,
     recvUrl: (path) => `${receiverSide.url}/${path}`,
     processes,
@@ -132,7 +146,7 @@ function run(command) {
 /** (a) Streams `GIB` GiB of zeros with curl at both ends; returns MiB/s and server CPU s per GiB. */
 async function throughput(server, round) {
   const path = `bench-a-${round}`;
-  const bytes = GIB * 1024 ** 3;
+  const bytes = server.gib * 1024 ** 3;
   const cpuBefore = server.serverCpu();
   const redisBefore = server.redis ? cpuSeconds(server.redis.pid) : 0;
   const started = performance.now();
@@ -142,8 +156,8 @@ async function throughput(server, round) {
   const seconds = (performance.now() - started) / 1000;
   return {
     mibPerSecond: bytes / 1024 ** 2 / seconds,
-    cpuPerGiB: (server.serverCpu() - cpuBefore) / GIB,
-    redisCpuPerGiB: server.redis ? (cpuSeconds(server.redis.pid) - redisBefore) / GIB : Number.NaN,
+    cpuPerGiB: (server.serverCpu() - cpuBefore) / server.gib,
+    redisCpuPerGiB: server.redis ? (cpuSeconds(server.redis.pid) - redisBefore) / server.gib : Number.NaN,
   };
 }
 
@@ -179,25 +193,39 @@ async function concurrent(server, round, count = 200) {
   return (performance.now() - started) / 1000;
 }
 
-/** (e) Redis connections of one instance while `count` receivers wait on it (each on a socket of its own). */
+/** Connections open on the bench's Redis, its own client's excepted. */
+async function redisConnections(redis) {
+  return (
+    String(await redis.client.client('LIST'))
+      .trim()
+      .split('\n').length - 1
+  );
+}
+
+/**
+ * (e) Redis connections one instance holds while `count` receivers wait on it (each on a socket of its
+ * own): the instance's own connections, measured as what it adds to the Redis's count.
+ */
 async function connectionsWhileWaiting(server, count = 1000) {
   const side = server.processes[0];
+  const before = await redisConnections(server.redis);
   const requests = Array.from({ length: count }, (_, i) => {
     const request = get(`${side.url}/bench-e-${i}`, { agent: false });
     request.on('error', () => {});
     return request;
   });
   try {
-    for (let i = 0; i < 600; i++) {
+    // A Worker's health counts nothing across requests: give its receivers a few seconds to connect.
+    if (server.perRequest) await new Promise((resolve) => setTimeout(resolve, 5000));
+    for (let i = 0; i < 600 && !server.perRequest; i++) {
       const health = await (await fetch(`${side.url}/_/health`)).json();
       if (health.broker.waiting >= count) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    const clients = String(await server.redis.client.client('LIST'))
-      .trim()
-      .split('\n');
-    // Every connection but the bench's own, per instance on this Redis.
-    return (clients.length - 1) / new Set(server.redis.instances).size;
+    const during = await redisConnections(server.redis);
+    // Its long-lived connections (counted when the first instance started; none for Workers, whose brokers
+    // live per request), and what the waiting receivers add.
+    return (server.perRequest ? 0 : server.redis.perInstance) + (during - before);
   } finally {
     for (const request of requests) request.destroy();
   }
@@ -225,11 +253,59 @@ async function main() {
   const processes = [raw, memory];
   if (redis) {
     const one = await edgepipe('edgepipe (redis)', '--redis', redis.url);
+    redis.perInstance = await redisConnections(redis);
     const a = await edgepipe('edgepipe (redis) A', '--redis', redis.url);
     const b = await edgepipe('edgepipe (redis) B', '--redis', redis.url);
-    redis.instances = [one.pid, a.pid, b.pid];
     processes.push(one, a, b);
     targets.push(target('edgepipe (redis)', one, one, redis), target('edgepipe (redis) A→B', a, b, redis));
+  }
+  if (process.env.BENCH_RUNTIMES !== '0') {
+    // The other runtimes, started as `npm run start:bun` / `start:deno` / `dev:worker` do.
+    const bin = (name) => join(root, 'node_modules', '.bin', name);
+    const local = { HOST: '127.0.0.1', PORT: '0' };
+    const deno = ['run', '--allow-net', '--allow-env', '--allow-read', '--allow-run', '--allow-sys'];
+    const bunMemory = await startServer('bun (memory)', bin('bun'), ['dist/adapter/bun/index.js'], local);
+    const denoMemory = await startServer(
+      'deno (memory)',
+      bin('deno'),
+      [...deno, 'dist/adapter/deno/index.js'],
+      local,
+    );
+    processes.push(bunMemory, denoMemory);
+    // Deno takes chunked uploads (curl -T -) at ~12 MiB/s here (see README, Runtimes): a smaller body.
+    const denoGib = Math.min(GIB, 0.125);
+    targets.push(
+      target('bun (memory)', bunMemory),
+      target(`deno (memory, ${denoGib * 1024} MiB)`, denoMemory, denoMemory, undefined, denoGib),
+    );
+    if (redis) {
+      const env = { ...local, REDIS_URL: redis.url };
+      const bunRedis = await startServer('bun (redis)', bin('bun'), ['dist/adapter/bun/index.js'], env);
+      const denoRedis = await startServer(
+        'deno (redis)',
+        bin('deno'),
+        [...deno, 'dist/adapter/deno/index.js'],
+        env,
+      );
+      const workersPort = String(await freePort());
+      const workers = await startServer(
+        'workers (redis)',
+        bin('wrangler'),
+        ['dev', '--ip', '127.0.0.1', '--port', workersPort, '--var', `REDIS_URL:${redis.url}`],
+        { WRANGLER_SEND_METRICS: 'false', CI: '1' },
+      );
+      processes.push(bunRedis, denoRedis, workers);
+      // workerd moves ~10 MB/s here: a smaller body keeps a round under a minute.
+      const workersGib = Math.min(GIB, 0.125);
+      targets.push(
+        target('bun (redis)', bunRedis, bunRedis, redis),
+        target(`deno (redis, ${denoGib * 1024} MiB)`, denoRedis, denoRedis, redis, denoGib),
+        {
+          ...target(`workers (redis, ${workersGib * 1024} MiB)`, workers, workers, redis, workersGib),
+          perRequest: true,
+        },
+      );
+    }
   }
   const piping = process.env.BENCH_PIPING === '0' ? undefined : pipingServerEntry();
   if (piping) {
@@ -270,22 +346,25 @@ async function main() {
       r.rss = Math.max(...server.processes.map((p) => peakRssMiB(p.pid)));
       r.redisRss = server.redis ? peakRssMiB(server.redis.pid) : Number.NaN;
     }
-    for (const p of processes) p.child.kill('SIGKILL');
+    for (const p of processes) p.kill();
     redis?.client.disconnect();
     redis?.child.kill('SIGKILL');
   }
 
   const rawResult = results.get('raw relay');
   const dash = (value, digits) => (Number.isNaN(value) || value === undefined ? '–' : value.toFixed(digits));
+  // wrangler's own process is what the bench started; workerd, which runs the Worker, is its child: its
+  // CPU and RSS are not measured.
+  const measured = (name) => !name.startsWith('workers');
   const rows = [...results].map(([name, r]) => [
     name,
     `${median(r.a).toFixed(0)}`,
-    `${median(r.cpu).toFixed(2)}`,
+    measured(name) ? `${median(r.cpu).toFixed(2)}` : '–',
     dash(median(r.redisCpu), 2),
     `${median(r.p50).toFixed(2)}`,
     `${median(r.p99).toFixed(2)}`,
     `${median(r.c).toFixed(2)}`,
-    `${r.rss.toFixed(0)}`,
+    measured(name) ? `${r.rss.toFixed(0)}` : '–',
     dash(r.redisRss, 0),
     dash(r.connections, 1),
   ]);

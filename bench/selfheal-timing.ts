@@ -127,7 +127,7 @@ it('self-heal timing', async () => {
             `transfers ${load.tally.ok} ok / ${load.tally.failed} failed\n`,
         );
       } finally {
-        for (const server of servers) server.child.kill('SIGKILL');
+        for (const server of servers) server.kill();
       }
     }
   } finally {

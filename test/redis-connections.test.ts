@@ -40,7 +40,7 @@ beforeAll(async () => {
   server = await spawnServer(['--redis', redis.url, '--config', config]);
 });
 afterAll(async () => {
-  server?.child.kill('SIGKILL');
+  server?.kill();
   admin?.disconnect();
   await redis?.stop();
 });

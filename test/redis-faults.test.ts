@@ -84,7 +84,7 @@ beforeAll(async () => {
   redis = await startTestRedis();
 });
 afterAll(async () => {
-  for (const s of servers) s.child.kill('SIGKILL');
+  for (const s of servers) s.kill();
   await redis?.stop();
 });
 

@@ -17,7 +17,7 @@ beforeAll(async () => {
   [a, b, c] = servers as [ServerProcess, ServerProcess, ServerProcess];
 });
 afterAll(async () => {
-  for (const server of [a, b, c]) server?.child.kill('SIGKILL');
+  for (const server of [a, b, c]) server?.kill();
   await redis?.stop();
 });
 

@@ -244,7 +244,11 @@ describe('redis broker: review regressions', () => {
     const sender = await a!.openSender({ path: '/rr1', receivers: 1 });
     const receiver = await a!.openReceiver({ path: '/rr1', receivers: 1 });
     await started(sender, [receiver]);
-    for (let i = 0; i < 4; i++) await sender.write(new Uint8Array(1000).fill(i));
+    // Four frames (one per turn of the event loop; chunks written in one turn are joined into one frame).
+    for (let i = 0; i < 4; i++) {
+      await sender.write(new Uint8Array(1000).fill(i));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     const ending = sender.end();
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await receiver.read()).not.toBeNull();

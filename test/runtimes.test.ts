@@ -34,7 +34,7 @@ for (const [name, start] of Object.entries(RUNTIMES)) {
       server = await start(LOCAL);
     });
     afterAll(() => {
-      server?.child.kill('SIGKILL');
+      server?.kill();
     });
     it('announces itself', () => {
       expect(server.output()).toMatch(new RegExp(`\\(in-memory broker, ${name} \\d`));
@@ -64,7 +64,7 @@ describe('runtimes sharing one Redis', () => {
     Object.assign(servers, { node, bun, deno, workers });
   });
   afterAll(async () => {
-    for (const server of Object.values(servers)) server.child.kill('SIGKILL');
+    for (const server of Object.values(servers)) server.kill();
     await redis?.stop();
   });
 
@@ -102,7 +102,7 @@ describe('workers without Redis', () => {
     worker = await startWorker({});
   });
   afterAll(() => {
-    worker?.child.kill('SIGKILL');
+    worker?.kill();
   });
 
   it('refuses pipes with the reason, and still serves its pages', async () => {

@@ -81,7 +81,7 @@ beforeAll(async () => {
   [a, b] = await Promise.all([spawnServer(['--config', config]), spawnServer(['--config', config])]);
 });
 afterAll(async () => {
-  for (const server of [a, b]) server?.child.kill('SIGKILL');
+  for (const server of [a, b]) server?.kill();
   await proxy?.close();
   await new Promise((resolve) => webhook?.close(resolve));
   await Promise.all([primary?.stop(), standby?.stop()]);

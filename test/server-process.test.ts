@@ -52,7 +52,7 @@ describe('the edgepipe process', () => {
       await reader.cancel();
       await (await sending).text().catch(() => '');
     } finally {
-      server.child.kill('SIGKILL');
+      server.kill();
     }
   });
 
@@ -117,7 +117,7 @@ describe('the edgepipe process', () => {
       expect(res.status).toBe(400);
       expect(await res.text()).toContain('at most 3');
     } finally {
-      server.child.kill('SIGKILL');
+      server.kill();
     }
   });
 

@@ -44,6 +44,8 @@ export interface ServerProcess {
   output(): string;
   rssMiB(): number;
   exited(): Promise<number | null>;
+  /** SIGKILLs the process and everything it started. */
+  kill(): void;
 }
 
 /** Starts `node dist/cli/main.js serve` (built by `npm test` before vitest) on a free port. */
@@ -68,6 +70,9 @@ export async function spawnListening(
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // A group of its own, so `kill()` reaches what it starts too (wrangler runs workerd, which would be
+    // left behind, busy, if only wrangler died).
+    detached: true,
   });
   let output = '';
   child.stdout!.on('data', (d) => {
@@ -99,5 +104,12 @@ export async function spawnListening(
       return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
     },
     exited: () => exit,
+    kill: () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    },
   };
 }

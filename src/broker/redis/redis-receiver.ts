@@ -171,11 +171,30 @@ export class RedisReceiverSession implements ReceiverSession {
   }
 
   cancel(): void {
-    // Done means it read the end (and told the sender); having fetched the end frame is not enough: a
-    // client that leaves before draining the last batch is a receiver that dropped.
     if (this.left || this.done) return;
+    if (this.started && !this.failure && this.queue.length === 0) {
+      // Everything handed out: a runtime may stop pulling once it has written a declared length, before
+      // the end frame was read (Deno does). One more look tells a finished receiver from one that dropped.
+      this.left = true;
+      const looked = this.ended ? Promise.resolve(true) : this.fetch().catch(() => false);
+      void looked.then(() => {
+        if (this.ended && this.queue.length === 0) {
+          this.report();
+          this.finish();
+        } else this.leaveOrDrop();
+      });
+      return;
+    }
+    this.left = true;
+    this.leaveOrDrop();
+  }
+
+  /**
+   * The receiver left without reading the whole body: one that dropped mid-transfer keeps its place for a
+   * resume (the end frame fetched but not all of it delivered counts as that); one that never started leaves.
+   */
+  private leaveOrDrop(): void {
     const { scripts, keys, generation, options } = this.ctx;
-    // A receiver that drops mid-transfer keeps its place for a resume; one that never started just leaves.
     if (this.started && options.resumeGraceMs > 0) {
       scripts.drop([keys.meta, keys.owners], ['r', this.id, generation, keys.events]).catch(() => {});
     } else {
@@ -183,7 +202,6 @@ export class RedisReceiverSession implements ReceiverSession {
         .leave([keys.meta, keys.readers, keys.owners], ['r', this.id, generation, keys.events])
         .catch(() => {});
     }
-    this.left = true;
     this.finish();
   }
 
