@@ -306,6 +306,30 @@ describe('redis broker: review regressions', () => {
   });
 });
 
+describe('redis broker: parties of a dead instance', () => {
+  beforeAll(() => {
+    deployment = 'one Redis';
+  });
+
+  it('a waiting sender or receiver whose instance died does not hold its slot until the keys expire', async () => {
+    const [a, b] = await instances(2, { instanceTtlMs: 300 });
+    await a!.openSender({ path: '/dead/s', receivers: 1 });
+    await a!.openReceiver({ path: '/dead/r', receivers: 1 });
+    await expect(b!.openSender({ path: '/dead/s', receivers: 1 })).rejects.toMatchObject({
+      reason: 'sender-connected',
+    });
+    // A dies: its heartbeat key goes (a crash leaves no goodbye; its parties stay in Redis).
+    await (a as unknown as { heartbeat: { stop(): Promise<void> } }).heartbeat.stop();
+    const sender = await b!.openSender({ path: '/dead/s', receivers: 1 });
+    const receiver = await b!.openReceiver({ path: '/dead/s', receivers: 1 });
+    await started(sender, [receiver]);
+    const secondReceiver = await b!.openReceiver({ path: '/dead/r', receivers: 1 });
+    secondReceiver.cancel();
+    sender.release();
+    receiver.cancel();
+  });
+});
+
 describe('redis broker: memory and keys', () => {
   beforeAll(() => {
     deployment = 'one Redis';

@@ -300,10 +300,20 @@ export class RedisBroker implements Broker, WatchableBroker {
   ): Promise<{ present: number; established: boolean }> {
     let reply: unknown[];
     try {
-      reply = (await this.scripts.open(
-        [ctx.keys.meta, ctx.keys.readers, ctx.keys.owners],
-        [role, id, ctx.receivers, this.pipeOptions.ttlMs, randomUUID(), ctx.keys.events, this.instanceId],
-      )) as unknown[];
+      const open = async () =>
+        (await this.scripts.open(
+          [ctx.keys.meta, ctx.keys.readers, ctx.keys.owners],
+          [role, id, ctx.receivers, this.pipeOptions.ttlMs, randomUUID(), ctx.keys.events, this.instanceId],
+        )) as unknown[];
+      reply = await open();
+      // A slot held by a party of an instance that died while it waited is freed, then asked for again.
+      if (
+        reply[0] === 'err' &&
+        (reply[1] === 'sender' || reply[1] === 'full') &&
+        (await this.evictDead(ctx))
+      ) {
+        reply = await open();
+      }
     } catch (error) {
       unlisten();
       throw error;
@@ -317,6 +327,33 @@ export class RedisBroker implements Broker, WatchableBroker {
     }
     (ctx as { generation: string }).generation = String(reply[3]);
     return { present: Number(reply[1]), established: Number(reply[2]) === 1 };
+  }
+
+  /**
+   * Frees the slots of a waiting pipe's parties whose instance is dead (it crashed while they waited: no
+   * one else would free them before the keys expire). True when one was freed.
+   */
+  private async evictDead(ctx: PipeContext): Promise<boolean> {
+    const { keys } = ctx;
+    const [state, gen, sender, senderOwner] = await this.redis.hmget(
+      keys.meta,
+      'state',
+      'gen',
+      'sender',
+      'sinst',
+    );
+    if (state !== 'w' || !gen) return false;
+    const owners = await this.redis.hgetall(keys.owners);
+    const dead = new Set(
+      await deadInstances(this.redis, this.prefix, [senderOwner, ...Object.values(owners)], this.instanceId),
+    );
+    const parties: Array<['s' | 'r', string]> = [];
+    if (sender && senderOwner && dead.has(senderOwner)) parties.push(['s', sender]);
+    for (const [party, owner] of Object.entries(owners)) if (dead.has(owner)) parties.push(['r', party]);
+    for (const [role, party] of parties) {
+      await this.scripts.leave([keys.meta, keys.readers, keys.owners], [role, party, gen, keys.events]);
+    }
+    return parties.length > 0;
   }
 
   /**
