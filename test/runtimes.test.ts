@@ -2,7 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LatencyProxy, startLatencyProxy } from './helpers/latency-proxy.js';
 import { repoRoot, type ServerProcess, spawnListening, spawnServer } from './helpers/processes.js';
 import { runProtocolSuite } from './helpers/protocol-suite.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
@@ -20,9 +22,9 @@ const RUNTIMES = {
 const LOCAL = { HOST: '127.0.0.1', PORT: '0' };
 
 /** `wrangler dev` (workerd, offline) on a free port; `vars` become the Worker's bindings. */
-async function startWorker(vars: Record<string, string>): Promise<ServerProcess> {
+async function startWorker(vars: Record<string, string>, extra: string[] = []): Promise<ServerProcess> {
   const port = await freePort();
-  const args = ['dev', '--port', String(port), '--ip', '127.0.0.1'];
+  const args = ['dev', '--port', String(port), '--ip', '127.0.0.1', ...extra];
   for (const [name, value] of Object.entries(vars)) args.push('--var', `${name}:${value}`);
   return spawnListening(bin('wrangler'), args, { WRANGLER_SEND_METRICS: 'false', CI: '1' });
 }
@@ -115,4 +117,77 @@ describe('workers without Redis', () => {
     expect((await fetch(`${worker.url}/_/health`)).status).toBe(200);
     expect(await (await fetch(`${worker.url}/help`)).text()).toContain('curl -T myfile');
   });
+});
+
+describe('workers self-heal on the cron trigger', () => {
+  let primary: TestRedis;
+  let standby: TestRedis;
+  let proxy: LatencyProxy;
+  let worker: ServerProcess;
+  let standbyClient: Redis;
+  beforeAll(async () => {
+    [primary, standby] = await Promise.all([startTestRedis(), startTestRedis()]);
+    proxy = await startLatencyProxy(primary.port);
+    standbyClient = new Redis(standby.url);
+    const config = {
+      broker: { standby: standby.url },
+      selfheal: {
+        intervalMs: 500,
+        probeTimeoutMs: 500,
+        rules: [
+          {
+            name: 'redis-slow',
+            metric: 'redis',
+            aboveMs: 50,
+            forWindows: 2,
+            minSamples: 5,
+            action: 'reroute',
+            recoverForWindows: 2,
+            cooldownMs: 0,
+          },
+        ],
+      },
+    };
+    worker = await startWorker({ REDIS_URL: proxy.url, EDGEPIPE_CONFIG: JSON.stringify(config) }, [
+      '--test-scheduled',
+    ]);
+  });
+  afterAll(async () => {
+    worker?.kill();
+    standbyClient?.disconnect();
+    await proxy?.close();
+    await Promise.all([primary?.stop(), standby?.stop()]);
+  });
+
+  /** Runs the cron once (wrangler dev's test endpoint) and returns the stored backend. */
+  async function cron(): Promise<string | undefined> {
+    await (await fetch(`${worker.url}/__scheduled?cron=*+*+*+*+*`)).text();
+    const stored = await standbyClient.get('ep:selfheal:state');
+    return stored ? (JSON.parse(stored) as { backend: string }).backend : undefined;
+  }
+
+  it('reroutes new pipes to the standby after breaching runs, and back after healthy ones', async () => {
+    expect(await cron()).toBe('primary');
+    proxy.setDelay(100);
+    expect(await cron()).toBe('primary');
+    expect(await cron()).toBe('standby');
+    // Requests read the choice (cached per isolate for 5 s): a new pipe waits on the standby.
+    await new Promise((resolve) => setTimeout(resolve, 5200));
+    const waiting = fetch(`${worker.url}/wk/on-standby`);
+    const deadline = Date.now() + 10_000;
+    while ((await standbyClient.exists('ep:{/wk/on-standby}:m')) === 0) {
+      if (Date.now() > deadline) throw new Error('the pipe did not appear on the standby');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await fetch(`${worker.url}/wk/on-standby`, { method: 'PUT', body: 'rerouted' });
+    expect(await (await waiting).text()).toBe('rerouted');
+
+    proxy.setDelay(0);
+    expect(await cron()).toBe('standby');
+    expect(await cron()).toBe('primary');
+    const audit = (await standbyClient.lrange('ep:audit', 0, -1)).map(
+      (line: string) => (JSON.parse(line) as { kind: string }).kind,
+    );
+    expect(audit).toEqual(expect.arrayContaining(['breach', 'fired', 'backend', 'recovered']));
+  }, 60_000);
 });

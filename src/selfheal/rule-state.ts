@@ -42,6 +42,15 @@ export interface RuleSnapshot {
 
 const HOUR_MS = 3_600_000;
 
+/** What a rule's judgement carries from one window to the next (kept in Redis where nothing lives on). */
+export interface RuleMemory {
+  readonly breaches: number;
+  readonly healthy: number;
+  readonly engaged: boolean;
+  readonly lastActionAt: number | null;
+  readonly actionTimes: readonly number[];
+}
+
 /**
  * One rule's judgement over consecutive windows. Pure: the caller passes each closed window and the time,
  * and acts on the decisions; nothing here touches a clock, a backend or a hook.
@@ -63,6 +72,25 @@ export class RuleState {
   private last: { samples: number; valueMs: number | null } = { samples: 0, valueMs: null };
 
   constructor(readonly rule: RuleConfig) {}
+
+  /** The state to carry over to the next window, when the next window is judged by another process. */
+  memory(): RuleMemory {
+    return {
+      breaches: this.breaches,
+      healthy: this.healthy,
+      engaged: this.engaged,
+      lastActionAt: this.lastActionAt ?? null,
+      actionTimes: [...this.actionTimes],
+    };
+  }
+
+  restore(memory: RuleMemory): void {
+    this.breaches = memory.breaches;
+    this.healthy = memory.healthy;
+    this.engaged = memory.engaged;
+    this.lastActionAt = memory.lastActionAt ?? undefined;
+    this.actionTimes.splice(0, this.actionTimes.length, ...memory.actionTimes);
+  }
 
   /** Whether this rule holds new pipes on the standby (dry-run rules only pretend to). */
   get rerouting(): boolean {

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import type { AuditEntry, AuditTrail } from './audit-trail.js';
 import type { HookConfig, HookOutcome, SelfHealEvent } from './hook-types.js';
 import type { LatencyWindows, MetricName } from './latency-windows.js';
-import { type Decision, type RuleSnapshot, RuleState } from './rule-state.js';
+import { type Decision, type RuleMemory, type RuleSnapshot, RuleState } from './rule-state.js';
 import type { RuleConfig, SelfhealConfig } from './selfheal-config.js';
 
 /** Something the watcher measures every interval even when idle (a Redis PING). */
@@ -118,6 +118,19 @@ export class Watcher {
     this.cancelTimer = undefined;
     this.cancelProbes?.();
     this.cancelProbes = undefined;
+  }
+
+  /** Every rule's state, by name, to carry over to a tick in another process (Workers' cron). */
+  memories(): Record<string, RuleMemory> {
+    return Object.fromEntries(this.states.map((state) => [state.rule.name, state.memory()]));
+  }
+
+  /** Takes up the states `memories` gave; rules not in it (new ones) start fresh. */
+  restore(memories: Record<string, RuleMemory>): void {
+    for (const state of this.states) {
+      const memory = memories[state.rule.name];
+      if (memory) state.restore(memory);
+    }
   }
 
   /** Settles once every hook fired so far has finished. */

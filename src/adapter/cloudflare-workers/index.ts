@@ -1,10 +1,13 @@
 // Cloudflare Workers entry (`npm run dev:worker`, `wrangler deploy`). Everything Workers-specific is here.
+
+import { Redis } from 'ioredis';
 import { createApp } from '../../app.js';
 import { BrokerUnavailableError } from '../../broker/errors.js';
 import { RedisBroker } from '../../broker/redis/redis-broker.js';
 import type { Broker } from '../../broker/types.js';
 import { type ByteSource, streamOfSource } from '../../byte-source.js';
 import { type Config, parseConfig } from '../../config.js';
+import { SELFHEAL_STATE, type StoredSelfheal, scheduledWatch } from './scheduled-watch.js';
 
 /** The Worker's bindings: vars and secrets from `wrangler.toml` or the dashboard. */
 interface Env {
@@ -97,7 +100,41 @@ function streamingResponse(source: ByteSource, init: ResponseInit): Response {
   return new Response(fixed.readable, sent);
 }
 
+/** How long an isolate trusts the backend choice it read (requests read it from the standby). */
+const BACKEND_FRESH_MS = 5000;
+let backendChoice: { backend: 'primary' | 'standby'; readAt: number } | undefined;
+
+/**
+ * Where new pipes go: the primary unless the cron's self-heal run rerouted to the standby. The choice is
+ * kept in the standby Redis (the primary may be the one failing) and cached per isolate for a few seconds.
+ */
+async function activeRedis(config: Config): Promise<string | undefined> {
+  const { redis, standby } = config.broker;
+  if (!redis || !standby) return redis;
+  if (!backendChoice || Date.now() - backendChoice.readAt > BACKEND_FRESH_MS) {
+    const client = new Redis(standby, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 1000 });
+    client.on('error', () => {});
+    let backend: 'primary' | 'standby' = backendChoice?.backend ?? 'primary';
+    try {
+      await client.connect();
+      const stored = await client.get(`ep:${SELFHEAL_STATE}`);
+      if (stored) backend = (JSON.parse(stored) as StoredSelfheal).backend;
+    } catch {
+      // Unreadable: keep the last choice.
+    } finally {
+      client.disconnect();
+    }
+    backendChoice = { backend, readAt: Date.now() };
+  }
+  return backendChoice.backend === 'standby' ? standby : redis;
+}
+
 export default {
+  /** The cron trigger: one self-heal window (see `scheduledWatch`). */
+  async scheduled(_event: unknown, env: Env): Promise<void> {
+    await scheduledWatch(configOf(env), (line) => console.log(line));
+  },
+
   /**
    * One Redis broker per request: a Worker may not keep a connection open across requests (a client kept
    * at module level hangs), and nothing else can be shared between isolates anyway. The broker's
@@ -111,7 +148,7 @@ export default {
     } catch (error) {
       return new Response(`[ERROR] ${(error as Error).message}\n`, { status: 500 });
     }
-    const target = config.broker.redis ?? undefined;
+    const target = await activeRedis(config);
     if (!target) {
       return createApp(config, { broker: refusing, streamResponse: streamingResponse }).fetch(
         request,

@@ -154,6 +154,15 @@ export class RedisBroker implements Broker, WatchableBroker {
     await this.control.ping();
   }
 
+  /** One value in this Redis (self-heal state carried between Workers' cron runs). */
+  async loadValue(name: string): Promise<string | null> {
+    return this.redis.get(`${this.prefix}${name}`);
+  }
+
+  async saveValue(name: string, value: string): Promise<void> {
+    await this.redis.set(`${this.prefix}${name}`, value);
+  }
+
   /** A bounded list in this Redis that every instance sees (the self-heal audit trail). */
   auditStore(): AuditStore {
     const key = `${this.prefix}audit`;
