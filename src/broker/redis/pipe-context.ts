@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { LatencySink } from '../../selfheal/latency-windows.js';
+import type { AppendBudget } from './append-budget.js';
 import type { ScriptCalls } from './connection.js';
 import type { PipeKeys } from './keys.js';
 import type { Notifier } from './notifier.js';
@@ -37,6 +38,8 @@ export interface PipeContext {
   readonly receivers: number;
   readonly generation: string;
   readonly options: RedisPipeOptions;
+  /** The instance's bound on appends in flight, shared by its senders. */
+  readonly appendBudget: AppendBudget;
   /** Where chunk latencies go, if anywhere. */
   readonly latency: LatencySink | undefined;
   /** This instance, as the owner of the parties it serves. */

@@ -24,6 +24,7 @@ import type {
   ReceiverSession,
   SenderSession,
 } from '../types.js';
+import { AppendBudget } from './append-budget.js';
 import { connect, type RedisTarget, type ScriptCalls, scriptsOn, timeCommands } from './connection.js';
 import { decodeFrame } from './framing.js';
 import { pipeKeys } from './keys.js';
@@ -93,6 +94,8 @@ export class RedisBroker implements Broker, WatchableBroker {
   private waiting = 0;
   private closed = false;
   private readonly instanceId = randomUUID();
+  /** Appends in flight across all this instance's senders: four windows' worth (32 MiB by default). */
+  private readonly appendBudget: AppendBudget;
   private readonly heartbeat: InstanceHeartbeat;
 
   constructor(private readonly options: RedisBrokerOptions) {
@@ -114,6 +117,7 @@ export class RedisBroker implements Broker, WatchableBroker {
       instanceTtlMs: options.instanceTtlMs ?? 3000,
       endedTtlMs: options.endedTtlMs ?? 60_000,
     };
+    this.appendBudget = new AppendBudget(4 * options.windowBytes);
     this.heartbeat = new InstanceHeartbeat(
       this.control,
       this.prefix,
@@ -296,6 +300,7 @@ export class RedisBroker implements Broker, WatchableBroker {
       instanceId: this.instanceId,
       keyPrefix: this.prefix,
       latency: this.options.latency,
+      appendBudget: this.appendBudget,
     };
     return { ctx, id: randomUUID(), party };
   }

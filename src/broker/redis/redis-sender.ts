@@ -167,6 +167,7 @@ export class RedisSenderSession implements SenderSession {
     }
     const window = this.ctx.options.windowBytes;
     while (this.inFlightBytes > window / 2 && this.inFlight.length > 0) await this.inFlight.shift()!.reply;
+    await this.ctx.appendBudget.room();
     while (!this.failure && this.backlog + this.inFlightBytes + this.pendingBytes > window) {
       await this.waitForProgress();
       this.backlog = backlogOf(
@@ -236,17 +237,21 @@ export class RedisSenderSession implements SenderSession {
         else this.trim(head - this.backlog - options.windowBytes);
       });
     }
+    const budget = this.ctx.appendBudget;
     const settled = Promise.all([added, reply]).then(
       () => {
         this.inFlightBytes -= bytes;
+        budget.give(bytes);
       },
       (error: Error) => {
         this.inFlightBytes -= bytes;
+        budget.give(bytes);
         this.failure ??= error;
       },
     );
     this.inFlight.push({ reply: settled, bytes });
     this.inFlightBytes += bytes;
+    budget.take(bytes);
   }
 
   /**
