@@ -31,7 +31,7 @@ import { pipeKeys } from './keys.js';
 import { deadInstances, InstanceHeartbeat, isDropped } from './liveness.js';
 import { Notifier } from './notifier.js';
 import type { PartyHooks, PipeContext, RedisPipeOptions } from './pipe-context.js';
-import { type ReceiverResume, RedisReceiverSession } from './redis-receiver.js';
+import { END_AFTER_CANCEL_MS, type ReceiverResume, RedisReceiverSession } from './redis-receiver.js';
 import { RedisSenderSession, type SenderResume } from './redis-sender.js';
 
 export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'windowBytes'>> {
@@ -372,8 +372,9 @@ export class RedisBroker implements Broker, WatchableBroker {
 
   /**
    * Takes the place of a party that dropped out of a running transfer. Right after an instance died its
-   * heartbeat key still lives for up to `instanceTtlMs`: a resume that finds its party still "connected"
-   * retries until that has passed, so a client resuming at once after a crash is not turned away.
+   * heartbeat key still lives for up to `instanceTtlMs` (and a receiver that just left may still be waiting
+   * for an end frame: `END_AFTER_CANCEL_MS`): a resume that finds its party still "connected" retries until
+   * that has passed, so a client resuming at once is not turned away.
    */
   private async claimDropped(
     ctx: PipeContext,
@@ -383,7 +384,8 @@ export class RedisBroker implements Broker, WatchableBroker {
     unlisten: () => void,
   ): Promise<{ present: number; established: boolean; resumed: ResumeReply }> {
     const { keys, path } = ctx;
-    const deadline = Date.now() + this.pipeOptions.instanceTtlMs + this.pipeOptions.pollMs;
+    const waitFor = Math.max(this.pipeOptions.instanceTtlMs, END_AFTER_CANCEL_MS) + this.pipeOptions.pollMs;
+    const deadline = Date.now() + waitFor;
     try {
       for (;;) {
         const [gen, sender] = await this.redis.hmget(keys.meta, 'gen', 'sinst');

@@ -20,6 +20,12 @@ function fieldOf(fields: Buffer[], name: string): Uint8Array {
  */
 const FETCH_COUNT = 16;
 
+/**
+ * How long a receiver cancelled with everything handed out waits for the end frame to follow (it usually
+ * does within a round trip). A resume of that receiver waits this long for its slot too.
+ */
+export const END_AFTER_CANCEL_MS = 1000;
+
 /** A chunk was trimmed from the stream before this receiver read it: data is missing, so the read fails. */
 export class StreamGapError extends SenderAbortedError {
   constructor(expected: number, got: number) {
@@ -51,12 +57,15 @@ export class RedisReceiverSession implements ReceiverSession {
   private bytesRead = 0;
   private reported = 0;
   private started = false;
+  /** It has handed out at least one chunk (a session that never did has nothing to finish). */
+  private delivered = false;
   private ended = false;
   private failure: Error | undefined;
   private left = false;
   private done = false;
   private closedBy: Error | undefined;
   private reapedAt = 0;
+  private fetching: Promise<boolean> | undefined;
   private unlisten: () => void = () => {};
 
   constructor(
@@ -144,6 +153,7 @@ export class RedisReceiverSession implements ReceiverSession {
       if (this.failure) throw this.failure;
       const chunk = this.queue.shift();
       if (chunk) {
+        this.delivered = true;
         this.bytesRead += chunk.byteLength;
         if (this.bytesRead - this.reported >= this.ctx.options.windowBytes / 4) this.report();
         return chunk;
@@ -172,13 +182,12 @@ export class RedisReceiverSession implements ReceiverSession {
 
   cancel(): void {
     if (this.left || this.done) return;
-    if (this.started && !this.failure && this.queue.length === 0) {
+    if (this.started && this.delivered && !this.failure && this.queue.length === 0) {
       // Everything handed out: a runtime may stop pulling once it has written a declared length, before
       // the end frame was read (Deno does). One more look tells a finished receiver from one that dropped.
       this.left = true;
-      const looked = this.ended ? Promise.resolve(true) : this.fetch().catch(() => false);
-      void looked.then(() => {
-        if (this.ended && this.queue.length === 0) {
+      void this.awaitEndAfterCancel().then((finished) => {
+        if (finished) {
           this.report();
           this.finish();
         } else this.leaveOrDrop();
@@ -187,6 +196,27 @@ export class RedisReceiverSession implements ReceiverSession {
     }
     this.left = true;
     this.leaveOrDrop();
+  }
+
+  /**
+   * After a cancel with everything handed out: whether the next frame is the end. It may not be written yet
+   * (the client had all the bytes it was promised before the sender committed the end), so this waits a
+   * little for it; more data instead means the receiver really left early.
+   */
+  private async awaitEndAfterCancel(): Promise<boolean> {
+    const deadline = Date.now() + END_AFTER_CANCEL_MS;
+    try {
+      for (;;) {
+        if (this.ended || this.failure || this.queue.length > 0) break;
+        if (!(await this.fetch())) {
+          if (Date.now() >= deadline) break;
+          await this.wakeup.wait(Math.min(this.ctx.options.pollMs, END_AFTER_CANCEL_MS));
+        }
+      }
+    } catch {
+      return false;
+    }
+    return this.ended && !this.failure && this.queue.length === 0;
   }
 
   /**
@@ -206,7 +236,16 @@ export class RedisReceiverSession implements ReceiverSession {
   }
 
   /** Fetches the next frames after the last one read; false when there were none yet. */
-  private async fetch(): Promise<boolean> {
+  private fetch(): Promise<boolean> {
+    // One fetch at a time: two from the same last id would both see the same frames (a read and a cancel
+    // can overlap), and the second would take them for a gap.
+    this.fetching ??= this.fetchOnce().finally(() => {
+      this.fetching = undefined;
+    });
+    return this.fetching;
+  }
+
+  private async fetchOnce(): Promise<boolean> {
     const { redis, keys, generation } = this.ctx;
     const start = this.lastId === undefined ? '-' : `(${this.lastId}`;
     const entries = await redis.xrangeBuffer(keys.data(generation), start, '+', 'COUNT', FETCH_COUNT);
