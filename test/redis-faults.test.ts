@@ -192,7 +192,8 @@ describe('resuming over HTTP, across instances', () => {
 
   it('an instance killed with SIGKILL mid-transfer: its sender and its receiver resume through another', async () => {
     const [victim, b] = await Promise.all([server(redis.url), server(redis.url)]);
-    const data = randomBytes(16 * MiB);
+    // Larger than every socket buffer between the victim and curl can hold, so curl is surely mid-body.
+    const data = randomBytes(48 * MiB);
 
     // Pipe 1: sender on the victim, receiver on B.
     const receiving1 = fetch(`${b!.url}/k/one`).then((r) => countingReader(r));
@@ -204,7 +205,7 @@ describe('resuming over HTTP, across instances', () => {
     // Pipe 2: sender on B, receiver on the victim (curl, reading slowly).
     const file = join(work, 'victim-receiver.bin');
     const sending2 = fetch(`${b!.url}/k/two`, { method: 'PUT', body: data });
-    // Slow enough (16 s for the whole body) that it is surely mid-body when its instance dies.
+    // Slow enough (48 s for the whole body) that it is surely mid-body when its instance dies.
     const curl = run('curl', ['-sS', '--limit-rate', '1M', '-o', file, `${victim!.url}/k/two`]);
     await until(async () => receiver1.received() > 2 * MiB || undefined, 'receiver 1 got 2 MiB');
     await until(
