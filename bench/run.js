@@ -208,7 +208,15 @@ async function redisConnections(redis) {
  */
 async function connectionsWhileWaiting(server, count = 1000) {
   const side = server.processes[0];
-  const before = await redisConnections(server.redis);
+  // Connections of earlier rows (a Worker's per-request brokers) may still be closing: wait until the
+  // count holds still.
+  let before = await redisConnections(server.redis);
+  for (let i = 0; i < 40; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const now = await redisConnections(server.redis);
+    if (now === before) break;
+    before = now;
+  }
   const requests = Array.from({ length: count }, (_, i) => {
     const request = get(`${side.url}/bench-e-${i}`, { agent: false });
     request.on('error', () => {});
