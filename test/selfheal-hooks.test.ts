@@ -158,7 +158,7 @@ describe('postWebhook', () => {
 
     expect(outcome).toMatchObject({ kind: 'webhook', ok: false, attempts: 1 });
     expect(outcome.status).toBeUndefined();
-    expect(outcome.detail).toMatch(/^gave up after \d+ ms: no response within 400 ms \(1 attempt\)$/);
+    expect(outcome.detail).toMatch(/^gave up after \d+ ms: no response within \d+ ms \(1 attempt\)$/);
     expect(outcome.durationMs).toBeGreaterThanOrEqual(350);
     expect(outcome.durationMs).toBeLessThanOrEqual(400 + 500);
     expect(receiver.received).toHaveLength(1);
@@ -323,10 +323,10 @@ describe('runHook commands', () => {
   });
 
   it('runs the webhook and the command together', async () => {
-    const receiver = await startReceiver((_index, res) => setTimeout(() => res.writeHead(200).end(), 300));
+    const receiver = await startReceiver((_index, res) => setTimeout(() => res.writeHead(200).end(), 1000));
     const started = Date.now();
     const outcomes = await runHook(
-      { url: receiver.url, secret: 'both', command: ['sh', '-c', 'sleep 0.3; echo done'], timeoutMs: 5000 },
+      { url: receiver.url, secret: 'both', command: ['sh', '-c', 'sleep 1; echo done'], timeoutMs: 5000 },
       event,
       { runCommand },
     );
@@ -336,8 +336,8 @@ describe('runHook commands', () => {
       { kind: 'command', ok: true, exitCode: 0, detail: 'exit 0: done' },
     ]);
     expect(receiver.received).toHaveLength(1);
-    // Side by side: about 300 ms, not 600.
-    expect(Date.now() - started).toBeLessThan(550);
+    // Side by side: about 1 s, not 2 (with room for a busy machine).
+    expect(Date.now() - started).toBeLessThan(1800);
   });
 });
 
