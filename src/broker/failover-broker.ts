@@ -138,11 +138,15 @@ export class FailoverBroker implements Broker {
   }
 }
 
-/** A party that may move from the primary to the standby while it waits; `closed` once it gave up. */
-interface Movable {
-  readonly closed: boolean;
+/** A party that may move from the primary to the standby while it waits, until it gives up. */
+abstract class Movable {
+  private readonly giving = new AbortController();
   /** Aborted when the party gives up (cancel, release, abort): the wait and any move stop. */
-  readonly gaveUp: AbortSignal;
+  readonly gaveUp = this.giving.signal;
+
+  protected giveUp(): void {
+    this.giving.abort(new Error('gave up'));
+  }
 }
 
 /**
@@ -190,7 +194,7 @@ async function waitWatchingStandby<S>(
         bounded(standby.inspect(path), STANDBY_ANSWER_MS),
         waited.then(() => undefined),
       ]);
-      if (there?.state === 'waiting' && !party.closed) break;
+      if (there?.state === 'waiting' && !party.gaveUp.aborted) break;
     }
     stop.abort(new MovedToStandby());
     // Established on the primary in the meantime: it stays there.
@@ -203,7 +207,7 @@ async function waitWatchingStandby<S>(
     party.gaveUp.removeEventListener('abort', onGiveUp);
   }
   await move();
-  if (party.closed) throw party.gaveUp.reason;
+  if (party.gaveUp.aborted) throw party.gaveUp.reason;
   return wait(signal);
 }
 
@@ -212,11 +216,9 @@ class MovedToStandby extends Error {
   override name = 'MovedToStandby';
 }
 
-class MigratingSender implements SenderSession, Movable {
+class MigratingSender extends Movable implements SenderSession {
   readonly connectedAtOpen: number;
   readonly resumedAt: number | undefined;
-  private readonly giveUp = new AbortController();
-  readonly gaveUp = this.giveUp.signal;
 
   constructor(
     private inner: SenderSession,
@@ -224,12 +226,9 @@ class MigratingSender implements SenderSession, Movable {
     private readonly standby: WatchableBroker,
     private readonly pollMs: number,
   ) {
+    super();
     this.connectedAtOpen = inner.connectedAtOpen;
     this.resumedAt = inner.resumedAt;
-  }
-
-  get closed(): boolean {
-    return this.giveUp.signal.aborted;
   }
 
   waitForReceivers(signal: AbortSignal): Promise<void> {
@@ -244,7 +243,7 @@ class MigratingSender implements SenderSession, Movable {
         this.inner.release();
         const moved = await this.standby.openSender(this.options);
         // It gave up while the slot was being claimed: give the new slot back too.
-        if (this.closed) moved.release();
+        if (this.gaveUp.aborted) moved.release();
         this.inner = moved;
       },
     );
@@ -260,32 +259,27 @@ class MigratingSender implements SenderSession, Movable {
     return this.inner.end();
   }
   abort(reason?: string): void {
-    this.giveUp.abort(new Error('gave up'));
+    this.giveUp();
     this.inner.abort(reason);
   }
   interrupt(reason?: string): void {
-    this.giveUp.abort(new Error('gave up'));
+    this.giveUp();
     this.inner.interrupt(reason);
   }
   release(): void {
-    this.giveUp.abort(new Error('gave up'));
+    this.giveUp();
     this.inner.release();
   }
 }
 
-class MigratingReceiver implements ReceiverSession, Movable {
-  private readonly giveUp = new AbortController();
-  readonly gaveUp = this.giveUp.signal;
-
+class MigratingReceiver extends Movable implements ReceiverSession {
   constructor(
     private inner: ReceiverSession,
     private readonly options: OpenReceiverOptions,
     private readonly standby: WatchableBroker,
     private readonly pollMs: number,
-  ) {}
-
-  get closed(): boolean {
-    return this.giveUp.signal.aborted;
+  ) {
+    super();
   }
 
   waitForStart(signal: AbortSignal): Promise<PipeMeta> {
@@ -299,7 +293,7 @@ class MigratingReceiver implements ReceiverSession, Movable {
       async () => {
         this.inner.cancel();
         const moved = await this.standby.openReceiver(this.options);
-        if (this.closed) moved.cancel();
+        if (this.gaveUp.aborted) moved.cancel();
         this.inner = moved;
       },
     );
@@ -309,7 +303,7 @@ class MigratingReceiver implements ReceiverSession, Movable {
     return this.inner.read();
   }
   cancel(): void {
-    this.giveUp.abort(new Error('gave up'));
+    this.giveUp();
     this.inner.cancel();
   }
 }

@@ -66,3 +66,9 @@ export function decodeFrame(header: Uint8Array, payload: Uint8Array): Frame {
 export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
+
+/** A field of a stream entry as ioredis returns it (`[name, value, name, value, ...]`); empty if absent. */
+export function entryField(fields: Buffer[], name: string): Buffer {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) return fields[i + 1]!;
+  return Buffer.alloc(0);
+}

@@ -1,5 +1,6 @@
 import { deadInstances } from './liveness.js';
 import type { PipeContext } from './pipe-context.js';
+import type { Wakeup } from './wakeup.js';
 
 /** What `reapDropped` found. */
 export interface ReapResult {
@@ -30,4 +31,25 @@ export async function reapDropped(ctx: PipeContext): Promise<ReapResult> {
     ],
   )) as [number, number];
   return { running: remaining >= 0, remaining: Math.max(0, remaining) };
+}
+
+/**
+ * A waiting session's wait: for its doorbell (or the poll interval), then, at most once per poll interval,
+ * `reapDropped`, so a pipe whose peer vanished settles instead of waiting for ever.
+ */
+export class ReapingWait {
+  private reapedAt = 0;
+
+  constructor(
+    private readonly ctx: PipeContext,
+    private readonly wakeup: Wakeup,
+  ) {}
+
+  async wait(): Promise<void> {
+    const { pollMs } = this.ctx.options;
+    await this.wakeup.wait(pollMs);
+    if (Date.now() - this.reapedAt < pollMs) return;
+    this.reapedAt = Date.now();
+    await reapDropped(this.ctx);
+  }
 }

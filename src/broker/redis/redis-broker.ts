@@ -26,7 +26,7 @@ import type {
 } from '../types.js';
 import { AppendBudget } from './append-budget.js';
 import { connect, type RedisTarget, type ScriptCalls, scriptsOn, timeCommands } from './connection.js';
-import { decodeFrame } from './framing.js';
+import { decodeFrame, entryField } from './framing.js';
 import { pipeKeys } from './keys.js';
 import { deadInstances, InstanceHeartbeat, isDropped } from './liveness.js';
 import { Notifier } from './notifier.js';
@@ -51,12 +51,6 @@ export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'wind
    */
   readonly latency?: LatencySink;
   readonly redisMetric?: 'redis' | 'redis_standby';
-}
-
-/** A field of a stream entry (`[name, value, name, value, ...]`). */
-function entryField(fields: Buffer[], name: string): Buffer {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) return fields[i + 1]!;
-  return Buffer.alloc(0);
 }
 
 /** What the resume script hands a party that takes a dropped party's place. */

@@ -1,18 +1,10 @@
 import { decode } from '@msgpack/msgpack';
 import { asPipeError, ResumeOffsetError, SenderAbortedError } from '../errors.js';
 import type { PipeHeaders, PipeMeta, ReceiverSession } from '../types.js';
-import { decodeFrame } from './framing.js';
+import { decodeFrame, entryField } from './framing.js';
 import type { PartyHooks, PipeContext } from './pipe-context.js';
-import { reapDropped } from './reap.js';
+import { ReapingWait } from './reap.js';
 import { Wakeup } from './wakeup.js';
-
-const EMPTY = new Uint8Array(0);
-
-/** A field of a stream entry (`[name, value, name, value, ...]`). */
-function fieldOf(fields: Buffer[], name: string): Uint8Array {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) return fields[i + 1]!;
-  return EMPTY;
-}
 
 /**
  * Frames fetched per round trip: enough to keep a fast receiver busy while the next fetch is under way,
@@ -48,6 +40,8 @@ export interface ReceiverResume {
  */
 export class RedisReceiverSession implements ReceiverSession {
   private readonly wakeup = new Wakeup();
+  /** Waits for the next frame; settles a sender that dropped and did not resume in time (its abort frame). */
+  private readonly reaping: ReapingWait;
   private readonly queue: Uint8Array[] = [];
   private lastId: string | undefined;
   /** Sequence number of the next frame; -1 until a resumed receiver has found its first frame. */
@@ -64,7 +58,6 @@ export class RedisReceiverSession implements ReceiverSession {
   private left = false;
   private done = false;
   private closedBy: Error | undefined;
-  private reapedAt = 0;
   private fetching: Promise<boolean> | undefined;
   private unlisten: () => void = () => {};
 
@@ -74,6 +67,7 @@ export class RedisReceiverSession implements ReceiverSession {
     private readonly hooks: PartyHooks,
     private readonly resume?: ReceiverResume,
   ) {
+    this.reaping = new ReapingWait(ctx, this.wakeup);
     if (resume) {
       this.expectedSeq = -1;
       this.fetchedTo = resume.offset;
@@ -164,20 +158,8 @@ export class RedisReceiverSession implements ReceiverSession {
         return null;
       }
       if (this.left) throw new SenderAbortedError('This receiver has left the pipe.');
-      if (!(await this.fetch())) await this.waitForData();
+      if (!(await this.fetch())) await this.reaping.wait();
     }
-  }
-
-  /**
-   * Waits for the sender's next frame. While nothing comes, it also settles a sender that dropped and did
-   * not resume in time (at most once per poll interval): its abort frame is then the next frame.
-   */
-  private async waitForData(): Promise<void> {
-    const { pollMs } = this.ctx.options;
-    await this.wakeup.wait(pollMs);
-    if (Date.now() - this.reapedAt < pollMs) return;
-    this.reapedAt = Date.now();
-    await reapDropped(this.ctx);
   }
 
   cancel(): void {
@@ -251,7 +233,7 @@ export class RedisReceiverSession implements ReceiverSession {
     const entries = await redis.xrangeBuffer(keys.data(generation), start, '+', 'COUNT', FETCH_COUNT);
     for (const [id, fields] of entries) {
       this.lastId = id.toString();
-      const frame = decodeFrame(fieldOf(fields, 'h'), fieldOf(fields, 'p'));
+      const frame = decodeFrame(entryField(fields, 'h'), entryField(fields, 'p'));
       if (this.expectedSeq === -1) {
         // A resumed receiver's first frame must hold its offset, or that byte has been trimmed meanwhile.
         if (frame.offset > this.fetchedTo) {

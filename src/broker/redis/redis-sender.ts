@@ -3,7 +3,7 @@ import { asPipeError, ReceiversGoneError, SenderAbortedError } from '../errors.j
 import type { PipeMeta, SenderEvent, SenderSession } from '../types.js';
 import { asBuffer, encodeFrameHeader, type Frame } from './framing.js';
 import type { PartyHooks, PipeContext } from './pipe-context.js';
-import { reapDropped } from './reap.js';
+import { ReapingWait } from './reap.js';
 import { Wakeup } from './wakeup.js';
 
 /** The slowest receiver's backlog from the readers hash, or -1 when no receiver is left. */
@@ -41,6 +41,8 @@ export interface SenderResume {
  */
 export class RedisSenderSession implements SenderSession {
   private readonly wakeup = new Wakeup();
+  /** Waits for a receiver's news; settles receivers that dropped and did not come back in time. */
+  private readonly reaping: ReapingWait;
   private established: boolean;
   private seq = 0;
   private offset = 0;
@@ -60,7 +62,6 @@ export class RedisSenderSession implements SenderSession {
   private sinceCheck = 0;
   /** Stream ids of the frames this session added and the offset after each, oldest first (for trimming). */
   private readonly frames: Array<{ id: string; end: number }> = [];
-  private reapedAt = 0;
   private unlisten: () => void = () => {};
   private readonly frameBytes: number;
   readonly resumedAt: number | undefined;
@@ -75,6 +76,7 @@ export class RedisSenderSession implements SenderSession {
     resume?: SenderResume,
   ) {
     this.established = establishedAtOpen || resume !== undefined;
+    this.reaping = new ReapingWait(ctx, this.wakeup);
     this.frameBytes = Math.min(MAX_FRAME_BYTES, Math.floor(ctx.options.windowBytes / 4));
     if (resume) {
       this.resumedAt = resume.offset;
@@ -169,7 +171,7 @@ export class RedisSenderSession implements SenderSession {
     while (this.inFlightBytes > window / 2 && this.inFlight.length > 0) await this.inFlight.shift()!.reply;
     await this.ctx.appendBudget.room();
     while (!this.failure && this.backlog + this.inFlightBytes + this.pendingBytes > window) {
-      await this.waitForProgress();
+      await this.reaping.wait();
       this.backlog = backlogOf(
         await this.ctx.redis.hvals(this.ctx.keys.readers),
         this.offset - this.inFlightBytes,
@@ -177,18 +179,6 @@ export class RedisSenderSession implements SenderSession {
       if (this.backlog === -1) this.failure = new ReceiversGoneError();
     }
     if (this.failure) throw this.failure;
-  }
-
-  /**
-   * Waits for a receiver's news. While the sender waits on the receivers, it also settles those that
-   * dropped and did not come back in time (at most once per poll interval).
-   */
-  private async waitForProgress(): Promise<void> {
-    const { pollMs } = this.ctx.options;
-    await this.wakeup.wait(pollMs);
-    if (Date.now() - this.reapedAt < pollMs) return;
-    this.reapedAt = Date.now();
-    await reapDropped(this.ctx);
   }
 
   /**
@@ -305,7 +295,7 @@ export class RedisSenderSession implements SenderSession {
         const backlog = backlogOf(await redis.hvals(keys.readers), this.offset + 1);
         if (backlog === -1) throw new ReceiversGoneError();
         if (backlog === 0) break;
-        await this.waitForProgress();
+        await this.reaping.wait();
       }
       await scripts.finish(
         [keys.meta, keys.readers, keys.owners, keys.data(generation)],
