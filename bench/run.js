@@ -16,9 +16,10 @@
 // BENCH_GIB (default 1), BENCH_PIPING=0 to leave piping-server out, BENCH_REDIS=0 to leave the Redis rows out.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -63,12 +64,22 @@ async function freePort() {
   return port;
 }
 
+/**
+ * The bench is one client making hundreds of requests at once: the per-client limits (20 requests/s, 200
+ * waiting) would answer it 429, so they are lifted for every edgepipe it starts.
+ */
+const benchConfig = join(tmpdir(), `edgepipe-bench-${process.pid}.json`);
+writeFileSync(
+  benchConfig,
+  JSON.stringify({ limits: { perClient: { requestsPerSecond: 0, maxPipes: 100_000, maxWaiting: 100_000 } } }),
+);
+
 /** Starts a server process and resolves with its pid and base URL once it prints its port. */
 async function startServer(name, command, args, env = {}) {
   const child = spawn(command, args, {
     cwd: root,
     stdio: ['ignore', 'pipe', 'ignore'],
-    env: { ...process.env, ...env },
+    env: { ...process.env, EDGEPIPE_CONFIG: benchConfig, ...env },
     // A group of its own: wrangler starts workerd, which must go when the bench ends.
     detached: true,
   });

@@ -1,12 +1,17 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import { AccessPolicy } from './access/access-policy.js';
+import { TrustedProxies } from './access/client-address.js';
+import { ClientLimits, type ClientSlot } from './access/client-limits.js';
 import { MemoryBroker } from './broker/memory/memory-broker.js';
 import type { Broker } from './broker/types.js';
 import { sourceOfStream, streamOfSource } from './byte-source.js';
+import { watchedSource } from './byte-source-guards.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { CORS_ORIGIN, preflightHeaders } from './routes/cors.js';
 import type { RequestBodyReader, RouteDeps, StreamResponder } from './routes/deps.js';
+import { guardRequests } from './routes/guard-requests.js';
 import { fail } from './routes/http-error.js';
 import { receiveRoute } from './routes/receive.js';
 import { INTERNAL_PREFIX, isReservedPath } from './routes/reserved-paths.js';
@@ -36,6 +41,11 @@ export interface AppDeps {
   readonly latency?: LatencyWindows;
   /** The self-heal watcher (`/_/selfheal`), when the runtime runs one. */
   readonly watcher?: Watcher;
+  /**
+   * The socket peer's address of a request (`env` as in `RequestBodyReader`), for per-client limits. Without
+   * it every client counts as one, `unknown`.
+   */
+  readonly peerAddress?: (request: Request, env: unknown) => string | undefined;
 }
 
 const ALLOW = 'GET, HEAD, POST, PUT, OPTIONS';
@@ -58,21 +68,26 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
   const latency = deps.latency ?? new LatencyWindows();
   const streamResponse: StreamResponder =
     deps.streamResponse ?? ((body, init) => new Response(streamOfSource(body), init));
-  // Streaming responses (transfers, transcripts) are timed by the broker, not as requests.
-  const streamed = new WeakSet<Response>();
+  const clock = deps.clock ?? systemClock;
+  // Streaming responses (transfers, transcripts) are timed by the broker, not as requests; their ends
+  // release the client's pipe slots.
+  const streamed = new WeakMap<Response, Promise<void>>();
   const routeDeps: RouteDeps = {
     config,
     broker: deps.broker ?? defaultBroker(config, latency),
-    clock: deps.clock ?? systemClock,
+    clock,
     requestBody: deps.requestBody ?? ((request) => sourceOfStream(request.body)),
     streamResponse: (body, init) => {
-      const response = streamResponse(body, init);
-      streamed.add(response);
+      const { source, done } = watchedSource(body);
+      const response = streamResponse(source, init);
+      streamed.set(response, done);
       return response;
     },
     latency,
     counters: new TrafficCounters(),
     watcher: deps.watcher,
+    access: new AccessPolicy(config.auth, clock),
+    slots: new WeakMap<Request, ClientSlot>(),
   };
   const logError = deps.logError ?? ((error: unknown) => console.error(error));
   const app = new Hono();
@@ -84,6 +99,18 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
     if (!streamed.has(c.res)) latency.record('request', performance.now() - started);
   });
 
+  app.use(
+    '*',
+    guardRequests({
+      access: routeDeps.access,
+      limits: new ClientLimits(config.limits.perClient, clock),
+      proxies: new TrustedProxies(config.server.trustProxies),
+      maxHeaderBytes: config.server.maxHeaderBytes,
+      peerAddress: deps.peerAddress ?? (() => undefined),
+      bodyDone: (response) => streamed.get(response),
+      slots: routeDeps.slots,
+    }),
+  );
   app.options('*', (c) => c.body(null, 200, Object.fromEntries(preflightHeaders(c.req.raw))));
   app.route('/', serverPages(routeDeps));
   app.get(`${INTERNAL_PREFIX}*`, () => fail(404, 'No such endpoint.'));

@@ -9,6 +9,11 @@ export interface ByteSource {
   read(): Promise<Uint8Array | null>;
   /** The consumer stops reading; the source releases what it holds. Idempotent. */
   cancel(reason?: unknown): void;
+  /**
+   * Settles when the source gives up on a consumer that stopped taking bytes (see `stallGuarded`): the
+   * transport cuts the connection, as no read is pending to fail.
+   */
+  readonly abandoned?: Promise<Error>;
 }
 
 /** An empty body. */
@@ -75,6 +80,9 @@ export function sourceOfStream(stream: ReadableStream<Uint8Array> | null): ByteS
 export function streamOfSource(source: ByteSource): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>(
     {
+      start(controller) {
+        source.abandoned?.then((error) => controller.error(error));
+      },
       pull(controller) {
         return source.read().then(
           (chunk) => (chunk === null ? controller.close() : controller.enqueue(chunk)),

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { authSchema, perClientSchema } from './access/access-config.js';
+import { isProxyEntry } from './access/client-address.js';
 import { selfhealSchema } from './selfheal/selfheal-config.js';
 
 const MiB = 1024 * 1024;
@@ -24,9 +26,24 @@ export const configSchema = z
           .min(1024)
           .max(1 * MiB)
           .default(16 * 1024),
+        /**
+         * Proxies whose `X-Forwarded-For` names the client (addresses, CIDR ranges, or `loopback`). Requests
+         * from anywhere else count against their own address, whatever they claim.
+         */
+        trustProxies: z
+          .array(
+            z.string().refine(isProxyEntry, { message: 'expected an IP address, a CIDR range or loopback' }),
+          )
+          .default([]),
+        /** Serve HTTPS directly (Node): PEM files of the certificate chain and its key. */
+        tls: z
+          .object({ cert: z.string().min(1), key: z.string().min(1) })
+          .strict()
+          .optional(),
       })
       .strict()
       .prefault({}),
+    auth: authSchema.prefault({}),
     broker: z
       .object({
         /**
@@ -90,6 +107,14 @@ export const configSchema = z
           .int()
           .min(1)
           .default(10 * 60_000),
+        /** Largest body one transfer may carry (413 when declared larger, cut when it grows past). */
+        maxBodyBytes: z.number().int().min(1).optional(),
+        /**
+         * Slow-client protection: an upload that delivers nothing, or a download that takes nothing while
+         * bytes wait for it, for this long is dropped (0: never). Waiting for the peer does not count.
+         */
+        idleTimeoutMs: z.number().int().min(0).default(120_000),
+        perClient: perClientSchema.prefault({}),
       })
       .strict()
       .prefault({}),

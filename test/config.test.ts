@@ -8,7 +8,14 @@ import { ConfigError, parseConfig } from '../src/config.js';
 describe('config', () => {
   it('fills in the documented defaults', () => {
     expect(parseConfig({})).toEqual({
-      server: { host: '0.0.0.0', port: 8080, shutdownGraceMs: 30_000, maxHeaderBytes: 16_384 },
+      server: {
+        host: '0.0.0.0',
+        port: 8080,
+        shutdownGraceMs: 30_000,
+        maxHeaderBytes: 16_384,
+        trustProxies: [],
+      },
+      auth: { mode: 'open', secrets: [], tokens: [], metricsPublic: false, maxTtlSeconds: 604_800 },
       broker: { resumeGraceMs: 30_000 },
       limits: {
         maxReceivers: 32,
@@ -16,6 +23,8 @@ describe('config', () => {
         maxPipes: 10_000,
         maxWaiting: 10_000,
         waitTimeoutMs: 600_000,
+        idleTimeoutMs: 120_000,
+        perClient: { requestsPerSecond: 20, burst: 200, maxPipes: 500, maxWaiting: 200, maxTracked: 100_000 },
       },
       selfheal: { intervalMs: 1000, probeTimeoutMs: 1000, auditSize: 200, rules: [] },
     });

@@ -36,7 +36,17 @@ beforeAll(async () => {
   admin = new Redis(redis.url);
   // Room for the receivers and one sender beside them.
   const config = join(mkdtempSync(join(tmpdir(), 'edgepipe-conn-')), 'config.json');
-  writeFileSync(config, JSON.stringify({ limits: { maxWaiting: WAITING + 10, maxPipes: WAITING + 10 } }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      limits: {
+        maxWaiting: WAITING + 10,
+        maxPipes: WAITING + 10,
+        // Every receiver comes from 127.0.0.1.
+        perClient: { requestsPerSecond: 0, maxPipes: WAITING + 10, maxWaiting: WAITING + 10 },
+      },
+    }),
+  );
   server = await spawnServer(['--redis', redis.url, '--config', config]);
 });
 afterAll(async () => {

@@ -7,7 +7,8 @@ import { brokerName, type NodeRuntime, runtimeFromConfig } from './node/broker-f
 /** What a runtime with a `fetch`-style server (Bun, Deno) serves. */
 export interface FetchApp {
   readonly config: Config;
-  readonly fetch: (request: Request) => Response | Promise<Response>;
+  /** Serves a request; `peer` is the socket's remote address, for per-client limits. */
+  readonly fetch: (request: Request, peer?: string) => Response | Promise<Response>;
   readonly runtime: NodeRuntime;
   /** Prints the start-up line (tests and scripts wait for it) and starts the watcher. */
   listening(url: string): void;
@@ -32,10 +33,11 @@ export async function fetchApp(
     broker: runtime.broker,
     latency: runtime.latency,
     watcher: runtime.watcher,
+    peerAddress: (_request, env) => (env as { peer?: string } | undefined)?.peer,
   });
   return {
     config,
-    fetch: (request) => app.fetch(request),
+    fetch: (request, peer) => app.fetch(request, { peer }),
     runtime,
     listening(url) {
       runtime.watcher.start();

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { authFromEnv, listOf } from '../access/auth-from-env.js';
 import { type Config, ConfigError, parseConfig } from '../config.js';
 
 /** Settings given on the command line; undefined means "not given". */
@@ -7,6 +8,10 @@ export interface ConfigFlags {
   readonly port?: string | undefined;
   readonly config?: string | undefined;
   readonly redis?: string | undefined;
+  readonly tlsCert?: string | undefined;
+  readonly tlsKey?: string | undefined;
+  /** Comma-separated addresses or CIDR ranges of trusted proxies. */
+  readonly trustProxy?: string | undefined;
 }
 
 type Json = Record<string, unknown>;
@@ -38,7 +43,8 @@ function parsePort(value: string, source: string): number {
 
 /**
  * Builds the one Config: the JSON file (`--config` or EDGEPIPE_CONFIG), then the environment (HOST, PORT,
- * REDIS_URL), then flags; a later source beats an earlier one. Validation names the bad key.
+ * REDIS_URL, EDGEPIPE_SECRETS, EDGEPIPE_ADMIN_TOKEN), then flags; a later source beats an earlier one.
+ * Validation names the bad key.
  */
 export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): Config {
   const file = flags.config ?? env.EDGEPIPE_CONFIG;
@@ -48,8 +54,15 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): Config {
   if (env.PORT) server.port = parsePort(env.PORT, 'PORT');
   if (flags.host !== undefined) server.host = flags.host;
   if (flags.port !== undefined) server.port = parsePort(flags.port, '--port');
+  if (flags.tlsCert !== undefined || flags.tlsKey !== undefined) {
+    if (flags.tlsCert === undefined || flags.tlsKey === undefined) {
+      throw new ConfigError('server.tls: give both --tls-cert and --tls-key');
+    }
+    server.tls = { cert: flags.tlsCert, key: flags.tlsKey };
+  }
+  if (flags.trustProxy !== undefined) server.trustProxies = listOf(flags.trustProxy);
   const broker: Json = { ...((base.broker as Json | undefined) ?? {}) };
   if (env.REDIS_URL) broker.redis = env.REDIS_URL;
   if (flags.redis !== undefined) broker.redis = flags.redis;
-  return parseConfig({ ...base, server, broker });
+  return parseConfig({ ...base, server, broker, auth: authFromEnv(base, env) });
 }

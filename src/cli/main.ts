@@ -4,6 +4,12 @@ import { startNodeServer } from '../adapter/node/serve.js';
 import { ConfigError } from '../config.js';
 import { VERSION } from '../version.js';
 import { loadConfig } from './load-config.js';
+import { type SignFlags, signedUrl } from './sign.js';
+
+/** Whether `host` keeps the server to this machine. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
 
 /** `edgepipe serve`: run the broker until SIGTERM/SIGINT, then drain. */
 async function serve(flags: {
@@ -11,10 +17,19 @@ async function serve(flags: {
   port?: string;
   config?: string;
   redis?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  trustProxy?: string;
 }): Promise<void> {
   const config = loadConfig(flags, process.env);
   const running = await startNodeServer(config);
   console.log(`edgepipe ${VERSION} listening on ${running.url} (${brokerName(config)})`);
+  if (config.auth.mode === 'open' && !isLoopback(config.server.host)) {
+    console.warn(
+      'warning: auth.mode is open: anyone who can reach this server can send and receive on any path ' +
+        '(set auth.mode to signed or token, see README "Access control")',
+    );
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -53,7 +68,35 @@ export function buildProgram(): Command {
         'REDIS_URL',
       ),
     )
+    .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this PEM certificate chain'))
+    .addOption(new Option('--tls-key <file>', 'and this PEM private key'))
+    .addOption(
+      new Option(
+        '--trust-proxy <list>',
+        'proxies whose X-Forwarded-For names the client (IPs, CIDRs, loopback)',
+      ),
+    )
     .action(serve);
+  program
+    .command('sign')
+    .description(
+      'print a signed URL that lets its holder send to, or receive from, one pipe (auth.mode signed)',
+    )
+    .argument('<path>', 'the pipe path, e.g. /backups/db.tar (with --prefix: a namespace)')
+    .option('--send', 'the URL may send (PUT/POST)')
+    .option('--recv', 'the URL may receive (GET)')
+    .option('--n <receivers>', 'bind the URL to this many receivers (?n=)')
+    .option('--ttl <duration>', 'how long the URL is valid: 90s, 30m, 1h, 7d', '1h')
+    .option('--prefix', 'admit every pipe at or below <path> (the holder appends a name)')
+    .addOption(
+      new Option('--url <url>', "the broker's public URL")
+        .env('EDGEPIPE_PUBLIC_URL')
+        .default('http://localhost:8080'),
+    )
+    .addOption(new Option('--config <file>', 'JSON config file holding auth.secrets').env('EDGEPIPE_CONFIG'))
+    .action(async (path: string, flags: SignFlags) => {
+      console.log(await signedUrl(path, flags, process.env));
+    });
   return program;
 }
 

@@ -1,3 +1,5 @@
+import type { AccessPolicy } from '../access/access-policy.js';
+import type { ClientSlot } from '../access/client-limits.js';
 import type { Broker } from '../broker/types.js';
 import type { ByteSource } from '../byte-source.js';
 import type { Clock } from '../clock.js';
@@ -19,6 +21,10 @@ export interface RouteDeps {
   readonly counters: TrafficCounters;
   /** The self-heal watcher, when the runtime runs one. */
   readonly watcher: Watcher | undefined;
+  /** Who may use which pipe and the admin endpoints. */
+  readonly access: AccessPolicy;
+  /** Pipe requests' holds on their client's caps; a route marks its request transferring once the peer came. */
+  readonly slots: WeakMap<Request, ClientSlot>;
 }
 
 /** Makes the Response for a streaming body; a runtime may keep track of these to write them its own way. */

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import { PipeError } from '../broker/errors.js';
 import type { PipeMeta, ReceiverSession } from '../broker/types.js';
 import type { ByteSource } from '../byte-source.js';
+import { stallGuarded } from '../byte-source-guards.js';
 import { DeadlineError, withDeadline } from '../clock.js';
 import type { TrafficCounters } from '../selfheal/traffic-counters.js';
 import { CORS_ORIGIN } from './cors.js';
@@ -38,10 +39,12 @@ export function receiveRoute(deps: RouteDeps) {
     }
     const meta = await waitForStart(deps, request, session, target.path);
     if (!meta) return new Response(null, { status: 499 });
+    deps.slots.get(request)?.transferring();
     // The session is the body: read() pulls from the broker only as fast as the client takes it, cancel()
-    // tells the broker this receiver left.
+    // tells the broker this receiver left. A client that stops taking bytes is dropped after the idle
+    // timeout, so it cannot hold the pipe's other receivers and its sender forever.
     const headers = receiverHeaders(meta.headers);
-    const body = counted(session, deps.counters);
+    const body = stallGuarded(counted(session, deps.counters), deps.clock, deps.config.limits.idleTimeoutMs);
     if (!resume) return deps.streamResponse(body, { headers });
     let init: ResponseInit;
     try {

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import { PipeError, ReceiversGoneError } from '../broker/errors.js';
 import type { PipeHeaders, SenderSession } from '../broker/types.js';
 import { type ByteSource, skipBytes } from '../byte-source.js';
+import { BodyTooLargeError, ClientIdleError, limitedUpload } from '../byte-source-guards.js';
 import { DeadlineError, withDeadline } from '../clock.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
@@ -40,6 +41,19 @@ export function sendRoute(deps: RouteDeps) {
     if (resumeAt !== undefined && boundary) {
       fail(400, 'A multipart upload cannot be resumed; send the rest of the file as a plain body.');
     }
+    const { maxBodyBytes, idleTimeoutMs } = deps.config.limits;
+    const declared = request.headers.get('content-length');
+    if (maxBodyBytes !== undefined && declared !== null && Number(declared) > maxBodyBytes) {
+      fail(413, `The body is ${declared} bytes; this server accepts at most ${maxBodyBytes}.`);
+    }
+    // The body as the transfer reads it: held to the size cap (what a resumed transfer already holds
+    // counts) and to the idle timeout.
+    const upload = (alreadyHeld: number) =>
+      limitedUpload(deps.requestBody(request, c.env), {
+        clock: deps.clock,
+        idleMs: idleTimeoutMs,
+        maxBytes: maxBodyBytes === undefined ? undefined : maxBodyBytes - alreadyHeld,
+      });
     const transcript = new Transcript();
     let session: SenderSession;
     try {
@@ -54,13 +68,14 @@ export function sendRoute(deps: RouteDeps) {
     }
     if (resumeAt !== undefined && session.resumedAt !== undefined) {
       transcript.info(`Resuming the transfer at byte ${session.resumedAt}.`);
-      const body = skipBytes(deps.requestBody(request, c.env), session.resumedAt - resumeAt);
+      deps.slots.get(request)?.transferring();
+      const body = skipBytes(upload(resumeAt), session.resumedAt - resumeAt);
       void finishTransfer(deps, body, session, transcript);
       return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
     }
     transcript.info(`Waiting for ${target.receivers} receiver(s)...`);
     transcript.info(`${session.connectedAtOpen} receiver(s) has/have been connected.`);
-    const body = deps.requestBody(request, c.env);
+    const body = upload(0);
     void transfer(deps, request, body, session, transcript, target.receivers, boundary);
     return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
   };
@@ -92,6 +107,7 @@ async function transfer(
     transcript.close();
     return;
   }
+  deps.slots.get(request)?.transferring();
   transcript.info(`Start sending to ${receivers} receiver(s)!`);
 
   let body = requestBody;
@@ -121,7 +137,8 @@ async function transfer(
     await session.start({ headers });
   } catch (error) {
     session.abort(error instanceof Error ? error.message : 'The upload could not be read.');
-    transcript.error(error instanceof MultipartError ? error.message : 'Failed to send.');
+    const told = error instanceof MultipartError || error instanceof BodyTooLargeError;
+    transcript.error(told || error instanceof ClientIdleError ? error.message : 'Failed to send.');
     transcript.close();
     return;
   }
@@ -137,7 +154,7 @@ async function finishTransfer(
   transcript: Transcript,
 ) {
   const { counters } = deps;
-  const outcome = await pump(body, session, (bytes) => {
+  const outcome = await pump(body, session, transcript, (bytes) => {
     counters.bytesIn += bytes;
   });
   if (outcome === 'sent') counters.transfers.completed += 1;
@@ -148,7 +165,7 @@ async function finishTransfer(
     transcript.info('All receiver(s) was/were received successfully.');
   } else if (outcome === 'receivers-gone') {
     transcript.info(new ReceiversGoneError().message);
-  } else {
+  } else if (outcome === 'upload-failed') {
     transcript.error('Failed to send.');
   }
   transcript.close();
@@ -158,17 +175,27 @@ async function finishTransfer(
 async function pump(
   body: ByteSource,
   session: SenderSession,
+  transcript: Transcript,
   taken: (bytes: number) => void,
-): Promise<'sent' | 'receivers-gone' | 'upload-failed'> {
+): Promise<'sent' | 'receivers-gone' | 'upload-failed' | 'cut'> {
   try {
     for (;;) {
       let chunk: Uint8Array | null;
       try {
         chunk = await body.read();
-      } catch {
-        // The client's upload broke off: a backend that can resume holds the transfer for a while.
-        session.interrupt('The sender aborted the upload.');
-        return 'upload-failed';
+      } catch (error) {
+        if (error instanceof BodyTooLargeError) {
+          // Over the cap: the transfer fails for good (a resume would only hit the cap again).
+          session.abort(error.message);
+          transcript.error(error.message);
+          return 'cut';
+        }
+        // The client's upload broke off or stalled: a backend that can resume holds the transfer a while.
+        session.interrupt(
+          error instanceof ClientIdleError ? error.message : 'The sender aborted the upload.',
+        );
+        if (error instanceof ClientIdleError) transcript.error(error.message);
+        return error instanceof ClientIdleError ? 'cut' : 'upload-failed';
       }
       if (chunk === null) break;
       taken(chunk.byteLength);

@@ -3,6 +3,7 @@ import { renderMetrics } from '../selfheal/prometheus.js';
 import { VERSION } from '../version.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
+import { refuse } from './guard-requests.js';
 import { helpText, indexPage, NOSCRIPT_CSP, noscriptPage } from './pages.js';
 import { RESERVED_PATHS } from './reserved-paths.js';
 
@@ -39,8 +40,10 @@ export function serverPages(deps: RouteDeps): Hono {
   app.get(RESERVED_PATHS.robots, (c) =>
     c.body('User-agent: *\nDisallow: /\n', 200, { 'Content-Type': TEXT }),
   );
-  app.get('/_/metrics', (c) =>
-    c.body(
+  app.get('/_/metrics', async (c) => {
+    const refusal = await deps.access.checkAdmin(c.req.raw, 'metrics');
+    if (refusal) refuse(refusal);
+    return c.body(
       renderMetrics({
         windows: deps.latency,
         counters: deps.counters,
@@ -50,17 +53,19 @@ export function serverPages(deps: RouteDeps): Hono {
       }),
       200,
       { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' },
-    ),
-  );
-  app.get('/_/selfheal', async (c) =>
-    c.json(
+    );
+  });
+  app.get('/_/selfheal', async (c) => {
+    const refusal = await deps.access.checkAdmin(c.req.raw, 'selfheal');
+    if (refusal) refuse(refusal);
+    return c.json(
       deps.watcher
         ? await deps.watcher.status()
         : { backend: 'primary', rules: [], events: [], note: 'no self-heal watcher runs here' },
       200,
       { ...CORS_ORIGIN },
-    ),
-  );
+    );
+  });
   app.get('/_/health', (c) =>
     c.json({ status: 'ok', version: VERSION, broker: deps.broker.stats() }, 200, { ...CORS_ORIGIN }),
   );

@@ -1,11 +1,15 @@
 // `npm run start:bun`: edgepipe on Bun. Only the listening is Bun's own.
 import { fetchApp } from '../fetch-app.js';
 
+interface BunServer {
+  requestIP(request: Request): { address: string } | null;
+}
+
 declare const Bun: {
   serve(options: {
     port: number;
     hostname: string;
-    fetch: (request: Request) => Response | Promise<Response>;
+    fetch: (request: Request, server: BunServer) => Response | Promise<Response>;
     maxRequestBodySize: number;
     idleTimeout: number;
   }): { port: number; hostname: string; stop(closeActive?: boolean): void };
@@ -15,7 +19,7 @@ const served = await fetchApp(process.env, `bun ${process.versions.bun}`);
 const server = Bun.serve({
   port: served.config.server.port,
   hostname: served.config.server.host,
-  fetch: served.fetch,
+  fetch: (request, bun) => served.fetch(request, bun.requestIP(request)?.address),
   // Bun refuses bodies over 128 MB by default: a pipe's body has no size of its own.
   maxRequestBodySize: Number.MAX_SAFE_INTEGER,
   // Bun closes a connection idle for 10 s by default; a receiver may wait for its sender for minutes.

@@ -1,11 +1,13 @@
 // Cloudflare Workers entry (`npm run dev:worker`, `wrangler deploy`). Everything Workers-specific is here.
 
 import { Redis } from 'ioredis';
+import { authFromEnv } from '../../access/auth-from-env.js';
 import { createApp } from '../../app.js';
 import { BrokerUnavailableError } from '../../broker/errors.js';
 import { RedisBroker } from '../../broker/redis/redis-broker.js';
 import type { Broker } from '../../broker/types.js';
 import { type ByteSource, streamOfSource } from '../../byte-source.js';
+import { watchedSource } from '../../byte-source-guards.js';
 import { type Config, parseConfig } from '../../config.js';
 import { SELFHEAL_STATE, type StoredSelfheal, scheduledWatch } from './scheduled-watch.js';
 
@@ -15,6 +17,10 @@ interface Env {
   readonly REDIS_URL?: string;
   /** The whole config as JSON (what `--config` holds elsewhere); `REDIS_URL` beats its `broker.redis`. */
   readonly EDGEPIPE_CONFIG?: string;
+  /** Signing secrets of `auth.mode: signed`, comma-separated, the first signs (a secret). */
+  readonly EDGEPIPE_SECRETS?: string;
+  /** The admin token of `/_/selfheal` and `/_/metrics` (a secret). */
+  readonly EDGEPIPE_ADMIN_TOKEN?: string;
 }
 
 interface ExecutionContext {
@@ -34,7 +40,7 @@ function configOf(env: Env): Config {
   const base = env.EDGEPIPE_CONFIG ? (JSON.parse(env.EDGEPIPE_CONFIG) as Record<string, unknown>) : {};
   const broker = { ...((base.broker as Record<string, unknown> | undefined) ?? {}) };
   if (env.REDIS_URL) broker.redis = env.REDIS_URL;
-  return parseConfig({ ...base, broker });
+  return parseConfig({ ...base, broker, auth: authFromEnv(base, { ...env }) });
 }
 
 /** Refuses every pipe with the reason; pages, health and errors still answer. */
@@ -51,34 +57,6 @@ const refusing: Broker = {
     throw new BrokerUnavailableError(undefined, NEEDS_REDIS);
   },
 };
-
-/** A ByteSource watched: `done` settles when it ended, failed or was cancelled. */
-function watched(source: ByteSource): { source: ByteSource; done: Promise<void> } {
-  let finish: () => void = () => {};
-  const done = new Promise<void>((resolve) => {
-    finish = resolve;
-  });
-  return {
-    done,
-    source: {
-      read: () =>
-        source.read().then(
-          (chunk) => {
-            if (chunk === null) finish();
-            return chunk;
-          },
-          (error: unknown) => {
-            finish();
-            throw error;
-          },
-        ),
-      cancel: (reason) => {
-        finish();
-        source.cancel(reason);
-      },
-    },
-  };
-}
 
 /**
  * A streaming Response. Workers sends a plain stream chunked and drops its Content-Length; a declared
@@ -99,6 +77,12 @@ function streamingResponse(source: ByteSource, init: ResponseInit): Response {
   stream.pipeTo(fixed.writable).catch(() => {});
   return new Response(fixed.readable, sent);
 }
+
+/**
+ * The client as Cloudflare's edge saw it. Per-client counts live in one request's app here, so they bound
+ * nothing across requests: on Workers, rate limits belong to Cloudflare's own rules (see README).
+ */
+const peerAddress = (request: Request) => request.headers.get('cf-connecting-ip') ?? undefined;
 
 /** How long an isolate trusts the backend choice it read (requests read it from the standby). */
 const BACKEND_FRESH_MS = 5000;
@@ -150,7 +134,7 @@ export default {
     }
     const target = await activeRedis(config);
     if (!target) {
-      return createApp(config, { broker: refusing, streamResponse: streamingResponse }).fetch(
+      return createApp(config, { broker: refusing, streamResponse: streamingResponse, peerAddress }).fetch(
         request,
         env,
         ctx as never,
@@ -177,8 +161,9 @@ export default {
     const bodies: Promise<void>[] = [];
     const app = createApp(config, {
       broker,
+      peerAddress,
       streamResponse: (body, init) => {
-        const { source, done } = watched(body);
+        const { source, done } = watchedSource(body);
         bodies.push(done);
         return streamingResponse(source, init);
       },

@@ -8,7 +8,7 @@ declare const Deno: {
       hostname: string;
       onListen?: (address: { hostname: string; port: number }) => void;
     },
-    handler: (request: Request) => Response | Promise<Response>,
+    handler: (request: Request, info: { remoteAddr: { hostname: string } }) => Response | Promise<Response>,
   ): { shutdown(): Promise<void> };
   env: { toObject(): Record<string, string> };
   addSignalListener(signal: 'SIGTERM', handler: () => void): void;
@@ -23,7 +23,7 @@ const server = Deno.serve(
     hostname: served.config.server.host,
     onListen: ({ hostname, port }) => served.listening(`http://${hostname}:${port}`),
   },
-  served.fetch,
+  (request, info) => served.fetch(request, info.remoteAddr.hostname),
 );
 Deno.addSignalListener('SIGTERM', () => {
   void server.shutdown();

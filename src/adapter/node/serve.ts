@@ -1,11 +1,13 @@
+import { readFileSync } from 'node:fs';
 import { createServer, IncomingMessage, type Server, ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { createApp } from '../../app.js';
 import type { Broker } from '../../broker/types.js';
 import { sourceOfStream } from '../../byte-source.js';
-import type { Config } from '../../config.js';
+import { type Config, ConfigError } from '../../config.js';
 import { runtimeFromConfig } from './broker-from-config.js';
 import { incomingSource } from './incoming-source.js';
 import { type SourceResponse, writeSourceResponse } from './write-source-response.js';
@@ -59,6 +61,8 @@ export async function startNodeServer(
       const incoming = (env as Partial<HttpBindings> | undefined)?.incoming;
       return incoming instanceof IncomingMessage ? incomingSource(incoming) : sourceOfStream(request.body);
     },
+    peerAddress: (_request, env) =>
+      (env as Partial<HttpBindings> | undefined)?.incoming?.socket.remoteAddress,
     ...(options.logError ? { logError: options.logError } : {}),
   });
   let draining = false;
@@ -78,15 +82,17 @@ export async function startNodeServer(
     }
     return response;
   });
-  const server = createServer(
-    {
-      maxHeaderSize: config.server.maxHeaderBytes,
-      // A transfer's request lasts as long as its upload: no cap on the whole request, only on its head.
-      requestTimeout: 0,
-      headersTimeout: 30_000,
-    },
-    listener,
-  );
+  const httpOptions = {
+    maxHeaderSize: config.server.maxHeaderBytes,
+    // A transfer's request lasts as long as its upload: no cap on the whole request, only on its head
+    // (a client that opens a connection and sends half a head is dropped after this).
+    requestTimeout: 0,
+    headersTimeout: 30_000,
+  };
+  const tls = config.server.tls;
+  const server: Server = tls
+    ? createTlsServer({ ...httpOptions, ...readTlsFiles(tls) }, listener)
+    : createServer(httpOptions, listener);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.server.port, config.server.host, () => {
@@ -112,7 +118,7 @@ export async function startNodeServer(
 
   return {
     server,
-    url: `http://${host}:${address.port}`,
+    url: `${tls ? 'https' : 'http'}://${host}:${address.port}`,
     port: address.port,
     broker,
     close,
@@ -132,4 +138,16 @@ export async function startNodeServer(
       await close();
     },
   };
+}
+
+/** The PEM certificate chain and key of `server.tls`; a file that cannot be read is a config error. */
+function readTlsFiles(tls: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new ConfigError(`server.tls.${what}: cannot read ${file}: ${(error as Error).message}`);
+    }
+  };
+  return { cert: read(tls.cert, 'cert'), key: read(tls.key, 'key') };
 }

@@ -38,6 +38,7 @@ export function writeSourceResponse({ body, init }: SourceResponse, outgoing: Se
     finished = true;
     outgoing.destroy();
   };
+  body.abandoned?.then(fail);
   const next = () => {
     body.read().then(flow, fail);
   };

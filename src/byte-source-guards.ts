@@ -1,0 +1,133 @@
+import type { ByteSource } from './byte-source.js';
+import type { Clock } from './clock.js';
+
+/** An upload grew past `limits.maxBodyBytes`. */
+export class BodyTooLargeError extends Error {
+  readonly code = 'BODY_TOO_LARGE';
+  override name = 'BodyTooLargeError';
+  constructor(readonly maxBytes: number) {
+    super(`The body is larger than the ${maxBytes} bytes this server accepts.`);
+  }
+}
+
+/** A client that sent, or took, nothing for `limits.idleTimeoutMs`. */
+export class ClientIdleError extends Error {
+  readonly code = 'CLIENT_IDLE';
+  override name = 'ClientIdleError';
+}
+
+/** A ByteSource watched: `done` settles when it ended, failed or was cancelled. */
+export function watchedSource(source: ByteSource): { source: ByteSource; done: Promise<void> } {
+  let finish: () => void = () => {};
+  const done = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  return {
+    done,
+    source: {
+      read: () =>
+        source.read().then(
+          (chunk) => {
+            if (chunk === null) finish();
+            return chunk;
+          },
+          (error: unknown) => {
+            finish();
+            throw error;
+          },
+        ),
+      cancel: (reason) => {
+        finish();
+        source.cancel(reason);
+      },
+      ...(source.abandoned && { abandoned: source.abandoned }),
+    },
+  };
+}
+
+export interface UploadLimits {
+  readonly clock: Clock;
+  /** A read that waits this long for the client fails (0: no limit). */
+  readonly idleMs: number;
+  /** More bytes than this fail the read that crosses it. */
+  readonly maxBytes?: number | undefined;
+}
+
+/**
+ * A request body held to the upload limits: a read that gets nothing from the client within `idleMs` fails
+ * with `ClientIdleError`, a body past `maxBytes` with `BodyTooLargeError`. Either way the underlying body
+ * is cancelled, which lets the runtime close the connection.
+ */
+export function limitedUpload(source: ByteSource, limits: UploadLimits): ByteSource {
+  let total = 0;
+  const { clock, idleMs, maxBytes } = limits;
+  return {
+    read() {
+      const read = source.read().then((chunk) => {
+        if (chunk === null) return null;
+        total += chunk.byteLength;
+        if (maxBytes !== undefined && total > maxBytes) {
+          source.cancel();
+          throw new BodyTooLargeError(maxBytes);
+        }
+        return chunk;
+      });
+      if (idleMs === 0) return read;
+      return new Promise<Uint8Array | null>((resolve, reject) => {
+        const cancel = clock.setTimeout(() => {
+          source.cancel();
+          reject(new ClientIdleError(`The upload sent nothing for ${Math.round(idleMs / 1000)} s.`));
+        }, idleMs);
+        read.then(
+          (chunk) => {
+            cancel();
+            resolve(chunk);
+          },
+          (error) => {
+            cancel();
+            reject(error);
+          },
+        );
+      });
+    },
+    cancel: (reason) => source.cancel(reason),
+  };
+}
+
+/**
+ * A response body whose client must keep taking it: once a chunk is handed out, the next read must come
+ * within `idleMs` (the consumer reads again only when the client has taken the last one). A client that
+ * stalls longer is given up: the source is cancelled (for a pipe: this receiver leaves, the others go on)
+ * and `abandoned` tells the transport to cut the connection. Time spent waiting for bytes does not count.
+ */
+export function stallGuarded(source: ByteSource, clock: Clock, idleMs: number): ByteSource {
+  if (idleMs === 0) return source;
+  let giveUp: (error: Error) => void = () => {};
+  const abandoned = new Promise<Error>((resolve) => {
+    giveUp = resolve;
+  });
+  let stopTimer: (() => void) | undefined;
+  let gone = false;
+  return {
+    read() {
+      stopTimer?.();
+      stopTimer = undefined;
+      return source.read().then((chunk) => {
+        if (chunk !== null && !gone) {
+          stopTimer = clock.setTimeout(() => {
+            gone = true;
+            source.cancel();
+            giveUp(new ClientIdleError(`The client took nothing for ${Math.round(idleMs / 1000)} s.`));
+          }, idleMs);
+        }
+        return chunk;
+      });
+    },
+    cancel: (reason) => {
+      stopTimer?.();
+      gone = true;
+      source.cancel(reason);
+    },
+    abandoned,
+  };
+}

@@ -1,0 +1,86 @@
+import type { Context, MiddlewareHandler, Next } from 'hono';
+import type { AccessPolicy, PipeAccess, Refusal } from '../access/access-policy.js';
+import { clientAddressOf, type TrustedProxies } from '../access/client-address.js';
+import { type ClientLimits, type ClientSlot, isRefusal } from '../access/client-limits.js';
+import { fail } from './http-error.js';
+import { pipePathOf } from './pipe-target.js';
+import { isReservedPath } from './reserved-paths.js';
+
+export interface GuardRequestsOptions {
+  readonly access: AccessPolicy;
+  readonly limits: ClientLimits;
+  readonly proxies: TrustedProxies;
+  /** Largest request head, as Node's parser counts it (the other runtimes are checked here). */
+  readonly maxHeaderBytes: number;
+  /** The socket's peer address of a request, when the runtime tells it. */
+  readonly peerAddress: (request: Request, env: unknown) => string | undefined;
+  /** When a streaming response's body ends; `undefined` for responses that are complete as they are. */
+  readonly bodyDone: (response: Response) => Promise<void> | undefined;
+  /** Where a pipe request's slot is kept so its route can say when the peer came. */
+  readonly slots: WeakMap<Request, ClientSlot>;
+}
+
+/** What a pipe request asks to do, by method; `undefined` for methods the pipe routes do not serve. */
+function pipeAccessOf(method: string): PipeAccess | undefined {
+  if (method === 'PUT' || method === 'POST') return 'send';
+  if (method === 'GET') return 'recv';
+  if (method === 'HEAD') return 'inspect';
+  return undefined;
+}
+
+function headBytesOf(request: Request, url: URL): number {
+  let bytes = request.method.length + url.pathname.length + url.search.length + 12;
+  for (const [name, value] of request.headers) bytes += name.length + value.length + 4;
+  return bytes;
+}
+
+/** Answers a refusal: 401 carries the challenge that tells the client what to present. */
+export function refuse(refusal: Refusal): never {
+  fail(
+    refusal.status,
+    refusal.reason,
+    refusal.challenge ? { 'WWW-Authenticate': refusal.challenge } : undefined,
+  );
+}
+
+/**
+ * Everything a request passes before a route sees it: the head size cap, the client's rate limit, and for
+ * pipe requests the access check and the client's caps on open and waiting pipes. A pipe request's slot is
+ * released when its response ends (for a streaming body, when the body does).
+ */
+export function guardRequests(options: GuardRequestsOptions): MiddlewareHandler {
+  const { access, limits, proxies } = options;
+  return async function guard(c: Context, next: Next) {
+    const request = c.req.raw;
+    const url = new URL(request.url);
+    if (headBytesOf(request, url) > options.maxHeaderBytes) {
+      fail(431, `The request head is larger than ${options.maxHeaderBytes} bytes.`);
+    }
+    const client = clientAddressOf(
+      options.peerAddress(request, c.env),
+      request.headers.get('x-forwarded-for'),
+      proxies,
+    );
+    const limited = limits.admitRequest(client);
+    if (limited) fail(429, limited.reason, { 'Retry-After': String(limited.retryAfterSeconds) });
+
+    const wanted = pipeAccessOf(request.method);
+    const path = pipePathOf(url);
+    if (!wanted || isReservedPath(path)) return next();
+    if (!access.open) {
+      const refusal = await access.checkPipe(request, url, path, wanted);
+      if (refusal) refuse(refusal);
+    }
+    if (wanted === 'inspect') return next();
+    const slot = limits.openPipe(client);
+    if (isRefusal(slot)) fail(429, slot.reason, { 'Retry-After': String(slot.retryAfterSeconds) });
+    options.slots.set(request, slot);
+    try {
+      await next();
+    } finally {
+      const done = options.bodyDone(c.res);
+      if (done) done.then(slot.release);
+      else slot.release();
+    }
+  };
+}
