@@ -26,6 +26,8 @@ export const configSchema = z
           .min(1024)
           .max(1 * MiB)
           .default(16 * 1024),
+        /** A client must send its whole request head within this (Node; a half-open connection is dropped). */
+        headersTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
         /**
          * Proxies whose `X-Forwarded-For` names the client (addresses, CIDR ranges, or `loopback`). Requests
          * from anywhere else count against their own address, whatever they claim.

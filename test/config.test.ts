@@ -13,6 +13,7 @@ describe('config', () => {
         port: 8080,
         shutdownGraceMs: 30_000,
         maxHeaderBytes: 16_384,
+        headersTimeoutMs: 30_000,
         trustProxies: [],
       },
       auth: { mode: 'open', secrets: [], tokens: [], metricsPublic: false, maxTtlSeconds: 604_800 },

@@ -20,9 +20,11 @@ export class MultipartError extends Error {
 /** The boundary of a `multipart/form-data` Content-Type, or undefined for any other type. */
 export function multipartBoundaryOf(contentType: string | null): string | undefined {
   if (!contentType || !/^\s*multipart\/form-data\s*(;|$)/i.test(contentType)) return undefined;
-  const match = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;]{1,70}))/i.exec(contentType);
+  const match = /;\s*boundary=(?:"([^"]*)"|([^\s;]*))/i.exec(contentType);
   const boundary = match?.[1] ?? match?.[2];
   if (!boundary) throw new MultipartError('multipart/form-data without a boundary.');
+  // RFC 2046 section 5.1.1: 1 to 70 characters. A longer one is refused, not cut (it would never match).
+  if (boundary.length > 70) throw new MultipartError('The multipart boundary is longer than 70 characters.');
   return boundary;
 }
 

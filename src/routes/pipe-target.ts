@@ -35,12 +35,31 @@ export function receiverCountOf(url: URL, maxReceivers: number): number {
   return n;
 }
 
+/**
+ * Refuses names that mean something else to someone else: invalid percent-encoding, and control characters
+ * (a CR/LF in a name ends up in logs and in proxies' heads). Dot segments need no check here: the URL parser
+ * has resolved them, encoded ones (`%2e%2e`) included, before any name or namespace is compared.
+ */
+function checkPathName(path: string): void {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    fail(400, 'The path is not valid percent-encoded UTF-8.');
+  }
+  for (let i = 0; i < decoded.length; i++) {
+    const code = decoded.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) fail(400, 'The path holds control characters.');
+  }
+}
+
 /** Validates the path and `n` of a pipe request, answering 4xx with a one-line reason. */
 export function pipeTargetOf(url: URL, limits: PipeTargetLimits): PipeTarget {
   const path = pipePathOf(url);
   if (path.length > limits.maxPathBytes) {
     fail(414, `The path is ${path.length} bytes long; at most ${limits.maxPathBytes} are allowed.`);
   }
+  checkPathName(path);
   return { path, receivers: receiverCountOf(url, limits.maxReceivers) };
 }
 

@@ -87,7 +87,9 @@ export async function startNodeServer(
     // A transfer's request lasts as long as its upload: no cap on the whole request, only on its head
     // (a client that opens a connection and sends half a head is dropped after this).
     requestTimeout: 0,
-    headersTimeout: 30_000,
+    headersTimeout: config.server.headersTimeoutMs,
+    // Node looks for expired heads on this period (30 s by default, which would stretch a short timeout).
+    connectionsCheckingInterval: Math.min(30_000, Math.max(50, config.server.headersTimeoutMs / 4)),
   };
   const tls = config.server.tls;
   const server: Server = tls
