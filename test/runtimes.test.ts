@@ -4,10 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SigningKeys, signedQuery } from '../src/access/capability-url.js';
 import { type LatencyProxy, startLatencyProxy } from './helpers/latency-proxy.js';
-import { repoRoot, type ServerProcess, spawnListening, spawnServer } from './helpers/processes.js';
+import { repoRoot, run, type ServerProcess, spawnListening, spawnServer } from './helpers/processes.js';
 import { runProtocolSuite } from './helpers/protocol-suite.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { selfSignedCert } from './helpers/tls-cert.js';
 
 const bin = (name: string) => join(repoRoot, 'node_modules', '.bin', name);
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
@@ -20,6 +22,13 @@ const RUNTIMES = {
 } as const;
 
 const LOCAL = { HOST: '127.0.0.1', PORT: '0' };
+const SECRET = 'runtime-secret-runtime-secret-runtime';
+
+/** A pipe path with a capability query, valid for five minutes. */
+async function signedPath(scope: 'send' | 'recv', path: string): Promise<string> {
+  const expiresAt = Math.floor(Date.now() / 1000) + 300;
+  return `${path}?${await signedQuery(new SigningKeys([SECRET]), { scope, path, prefix: false, expiresAt })}`;
+}
 
 /** `wrangler dev` (workerd, offline) on a free port; `vars` become the Worker's bindings. */
 async function startWorker(vars: Record<string, string>, extra: string[] = []): Promise<ServerProcess> {
@@ -42,6 +51,31 @@ for (const [name, start] of Object.entries(RUNTIMES)) {
       expect(server.output()).toMatch(new RegExp(`\\(in-memory broker, ${name} \\d`));
     });
     runProtocolSuite(`${name} (memory)`, () => server.url);
+
+    it('serves HTTPS from server.tls and verifies signed URLs with Web Crypto', async () => {
+      const { cert, key } = await selfSignedCert();
+      const config = join(mkdtempSync(join(tmpdir(), `edgepipe-${name}-`)), 'config.json');
+      writeFileSync(config, JSON.stringify({ server: { tls: { cert, key } }, auth: { mode: 'signed' } }));
+      const secure = await start({ ...LOCAL, EDGEPIPE_CONFIG: config, EDGEPIPE_SECRETS: SECRET });
+      try {
+        expect(secure.url.startsWith('https://')).toBe(true);
+        const send = await signedPath('send', '/tls/signed');
+        const recv = await signedPath('recv', '/tls/signed');
+        const curl = (args: string[], input?: Uint8Array) =>
+          run('curl', ['-sS', '--cacert', cert, ...args], input ? { input } : {});
+        const body = randomBytes(1024 * 1024);
+        const [received, sent] = await Promise.all([
+          curl(['-f', `${secure.url}${recv}`]),
+          curl(['-f', '-T', '-', `${secure.url}${send}`], body),
+        ]);
+        expect(sent.code).toBe(0);
+        expect(sha256(received.stdout)).toBe(sha256(body));
+        const swapped = await curl(['-o', '/dev/null', '-w', '%{http_code}', `${secure.url}${send}`]);
+        expect(swapped.stdout.toString()).toBe('403');
+      } finally {
+        secure.kill();
+      }
+    });
   });
 }
 
@@ -105,6 +139,22 @@ describe('workers without Redis', () => {
   });
   afterAll(() => {
     worker?.kill();
+  });
+
+  it('checks signed URLs before anything else (Web Crypto on workerd)', async () => {
+    const signedWorker = await startWorker({
+      EDGEPIPE_CONFIG: JSON.stringify({ auth: { mode: 'signed' } }),
+      EDGEPIPE_SECRETS: SECRET,
+    });
+    try {
+      expect((await fetch(`${signedWorker.url}/w/pipe`)).status).toBe(401);
+      const recv = await signedPath('recv', '/w/pipe');
+      expect((await fetch(`${signedWorker.url}${recv.replace('/w/pipe', '/w/other')}`)).status).toBe(403);
+      // A valid URL passes the check and reaches the broker, which here has no Redis.
+      expect((await fetch(`${signedWorker.url}${recv}`)).status).toBe(503);
+    } finally {
+      signedWorker.kill();
+    }
   });
 
   it('refuses pipes with the reason, and still serves its pages', async () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createApp } from '../app.js';
 import { loadConfig } from '../cli/load-config.js';
 import type { Config } from '../config.js';
@@ -10,6 +11,8 @@ export interface FetchApp {
   /** Serves a request; `peer` is the socket's remote address, for per-client limits. */
   readonly fetch: (request: Request, peer?: string) => Response | Promise<Response>;
   readonly runtime: NodeRuntime;
+  /** The PEM certificate chain and key of `server.tls`, read once; `undefined` serves plain HTTP. */
+  readonly tls: { readonly cert: string; readonly key: string } | undefined;
   /** Prints the start-up line (tests and scripts wait for it) and starts the watcher. */
   listening(url: string): void;
   /** SIGTERM: refuse new parties, let transfers run for the grace period, then release everything. */
@@ -35,10 +38,15 @@ export async function fetchApp(
     watcher: runtime.watcher,
     peerAddress: (_request, env) => (env as { peer?: string } | undefined)?.peer,
   });
+  const tls = config.server.tls && {
+    cert: readFileSync(config.server.tls.cert, 'utf8'),
+    key: readFileSync(config.server.tls.key, 'utf8'),
+  };
   return {
     config,
     fetch: (request, peer) => app.fetch(request, { peer }),
     runtime,
+    tls,
     listening(url) {
       runtime.watcher.start();
       console.log(`edgepipe ${VERSION} listening on ${url} (${brokerName(config)}, ${runtimeName})`);

@@ -86,7 +86,7 @@ export async function spawnListening(
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
     const check = () => {
       // edgepipe's own entries print `listening on <url>`; wrangler dev prints `Ready on <url>`.
-      const match = /(?:listening on|Ready on) (http:\/\/[\w.:[\]-]+)/.exec(output);
+      const match = /(?:listening on|Ready on) (https?:\/\/[\w.:[\]-]+)/.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve(match[1]!);

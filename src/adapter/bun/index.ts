@@ -12,6 +12,7 @@ declare const Bun: {
     fetch: (request: Request, server: BunServer) => Response | Promise<Response>;
     maxRequestBodySize: number;
     idleTimeout: number;
+    tls?: { cert: string; key: string };
   }): { port: number; hostname: string; stop(closeActive?: boolean): void };
 };
 
@@ -24,8 +25,9 @@ const server = Bun.serve({
   maxRequestBodySize: Number.MAX_SAFE_INTEGER,
   // Bun closes a connection idle for 10 s by default; a receiver may wait for its sender for minutes.
   idleTimeout: 0,
+  ...(served.tls && { tls: served.tls }),
 });
-served.listening(`http://${server.hostname}:${server.port}`);
+served.listening(`${served.tls ? 'https' : 'http'}://${server.hostname}:${server.port}`);
 process.on('SIGTERM', () => {
   server.stop(false);
   served.drain().then(() => process.exit(0));

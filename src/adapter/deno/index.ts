@@ -6,6 +6,8 @@ declare const Deno: {
     options: {
       port: number;
       hostname: string;
+      cert?: string;
+      key?: string;
       onListen?: (address: { hostname: string; port: number }) => void;
     },
     handler: (request: Request, info: { remoteAddr: { hostname: string } }) => Response | Promise<Response>,
@@ -21,7 +23,8 @@ const server = Deno.serve(
   {
     port: served.config.server.port,
     hostname: served.config.server.host,
-    onListen: ({ hostname, port }) => served.listening(`http://${hostname}:${port}`),
+    ...served.tls,
+    onListen: ({ hostname, port }) => served.listening(`${served.tls ? 'https' : 'http'}://${hostname}:${port}`),
   },
   (request, info) => served.fetch(request, info.remoteAddr.hostname),
 );
