@@ -252,8 +252,9 @@ describe('per-client limits', () => {
     expect(limited.status).toBe(429);
     expect(limited.headers.get('retry-after')).toBe('1');
     expect(await reason(limited)).toContain('at most 2 per second');
-    // Another client is not affected.
+    // Another client is not affected, nor are health checks.
     expect((await request('/version', {}, '192.0.2.2')).status).toBe(200);
+    expect((await request('/_/health')).status).toBe(200);
     clock.advance(500);
     expect((await request('/version')).status).toBe(200);
     expect((await request('/version')).status).toBe(429);

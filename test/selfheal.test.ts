@@ -44,6 +44,8 @@ beforeAll(async () => {
     config,
     JSON.stringify({
       broker: { redis: proxy.url, standby: standby.url },
+      // The test is one client polling both instances every 50 ms beside its transfers.
+      limits: { perClient: { requestsPerSecond: 0 } },
       selfheal: {
         intervalMs: 250,
         probeTimeoutMs: 500,

@@ -20,6 +20,8 @@ export interface GuardRequestsOptions {
   readonly slots: WeakMap<Request, ClientSlot>;
 }
 
+const HEALTH_PATH = '/_/health';
+
 /** What a pipe request asks to do, by method; `undefined` for methods the pipe routes do not serve. */
 function pipeAccessOf(method: string): PipeAccess | undefined {
   if (method === 'PUT' || method === 'POST') return 'send';
@@ -61,7 +63,8 @@ export function guardRequests(options: GuardRequestsOptions): MiddlewareHandler 
       request.headers.get('x-forwarded-for'),
       proxies,
     );
-    const limited = limits.admitRequest(client);
+    // A load balancer's health checks never count: they are cheap, and a 429 there would take us out.
+    const limited = url.pathname === HEALTH_PATH ? undefined : limits.admitRequest(client);
     if (limited) fail(429, limited.reason, { 'Retry-After': String(limited.retryAfterSeconds) });
 
     const wanted = pipeAccessOf(request.method);

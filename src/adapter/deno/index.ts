@@ -24,7 +24,8 @@ const server = Deno.serve(
     port: served.config.server.port,
     hostname: served.config.server.host,
     ...served.tls,
-    onListen: ({ hostname, port }) => served.listening(`${served.tls ? 'https' : 'http'}://${hostname}:${port}`),
+    onListen: ({ hostname, port }) =>
+      served.listening(`${served.tls ? 'https' : 'http'}://${hostname}:${port}`),
   },
   (request, info) => served.fetch(request, info.remoteAddr.hostname),
 );
