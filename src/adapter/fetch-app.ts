@@ -4,6 +4,7 @@ import { loadConfig } from '../cli/load-config.js';
 import type { Config } from '../config.js';
 import { VERSION } from '../version.js';
 import { brokerName, type NodeRuntime, runtimeFromConfig } from './node/broker-from-config.js';
+import { openModeWarning } from './open-warning.js';
 
 /** What a runtime with a `fetch`-style server (Bun, Deno) serves. */
 export interface FetchApp {
@@ -50,6 +51,8 @@ export async function fetchApp(
     listening(url) {
       runtime.watcher.start();
       console.log(`edgepipe ${VERSION} listening on ${url} (${brokerName(config)}, ${runtimeName})`);
+      const warning = openModeWarning(config);
+      if (warning) console.warn(warning);
     },
     async drain() {
       runtime.watcher.stop();

@@ -1,15 +1,11 @@
 import { Command, Option } from 'commander';
 import { brokerName } from '../adapter/node/broker-from-config.js';
 import { startNodeServer } from '../adapter/node/serve.js';
+import { openModeWarning } from '../adapter/open-warning.js';
 import { ConfigError } from '../config.js';
 import { VERSION } from '../version.js';
 import { loadConfig } from './load-config.js';
 import { type SignFlags, signedUrl } from './sign.js';
-
-/** Whether `host` keeps the server to this machine. */
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
 
 /** `edgepipe serve`: run the broker until SIGTERM/SIGINT, then drain. */
 async function serve(flags: {
@@ -24,12 +20,8 @@ async function serve(flags: {
   const config = loadConfig(flags, process.env);
   const running = await startNodeServer(config);
   console.log(`edgepipe ${VERSION} listening on ${running.url} (${brokerName(config)})`);
-  if (config.auth.mode === 'open' && !isLoopback(config.server.host)) {
-    console.warn(
-      'warning: auth.mode is open: anyone who can reach this server can send and receive on any path ' +
-        '(set auth.mode to signed or token, see README "Access control")',
-    );
-  }
+  const warning = openModeWarning(config);
+  if (warning) console.warn(warning);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
