@@ -96,7 +96,8 @@ export function limitedUpload(source: ByteSource, limits: UploadLimits): ByteSou
 
 /**
  * A response body whose client must keep taking it: once a chunk is handed out, the next read must come
- * within `idleMs` (the consumer reads again only when the client has taken the last one). A client that
+ * within `idleMs` plus a millisecond per byte of that chunk (the consumer reads again only when the client
+ * has taken the last one, so a slow link gets the time a ~1 KB/s client needs for the chunk). A client that
  * stalls longer is given up: the source is cancelled (for a pipe: this receiver leaves, the others go on)
  * and `abandoned` tells the transport to cut the connection. Time spent waiting for bytes does not count.
  */
@@ -118,7 +119,7 @@ export function stallGuarded(source: ByteSource, clock: Clock, idleMs: number): 
             gone = true;
             source.cancel();
             giveUp(new ClientIdleError(`The client took nothing for ${Math.round(idleMs / 1000)} s.`));
-          }, idleMs);
+          }, idleMs + chunk.byteLength);
         }
         return chunk;
       });
