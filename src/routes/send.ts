@@ -191,11 +191,13 @@ async function pump(
           return 'cut';
         }
         // The client's upload broke off or stalled: a backend that can resume holds the transfer a while.
-        session.interrupt(
-          error instanceof ClientIdleError ? error.message : 'The sender aborted the upload.',
-        );
-        if (error instanceof ClientIdleError) transcript.error(error.message);
-        return error instanceof ClientIdleError ? 'cut' : 'upload-failed';
+        if (!(error instanceof ClientIdleError)) {
+          session.interrupt('The sender aborted the upload.');
+          return 'upload-failed';
+        }
+        session.interrupt(error.message);
+        transcript.error(error.message);
+        return 'cut';
       }
       if (chunk === null) break;
       taken(chunk.byteLength);
