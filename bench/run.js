@@ -291,12 +291,7 @@ async function main() {
       local,
     );
     processes.push(bunMemory, denoMemory);
-    // Deno takes chunked uploads (curl -T -) at ~12 MiB/s here (see README, Runtimes): a smaller body.
-    const denoGib = Math.min(GIB, 0.125);
-    targets.push(
-      target('bun (memory)', bunMemory),
-      target(`deno (memory, ${denoGib * 1024} MiB)`, denoMemory, denoMemory, undefined, denoGib),
-    );
+    targets.push(target('bun (memory)', bunMemory), target('deno (memory)', denoMemory));
     if (redis) {
       const env = { ...local, REDIS_URL: redis.url };
       const bunRedis = await startServer('bun (redis)', bin('bun'), ['dist/adapter/bun/index.js'], env);
@@ -318,7 +313,7 @@ async function main() {
       const workersGib = Math.min(GIB, 0.125);
       targets.push(
         target('bun (redis)', bunRedis, bunRedis, redis),
-        target(`deno (redis, ${denoGib * 1024} MiB)`, denoRedis, denoRedis, redis, denoGib),
+        target('deno (redis)', denoRedis, denoRedis, redis),
         {
           ...target(`workers (redis, ${workersGib * 1024} MiB)`, workers, workers, redis, workersGib),
           perRequest: true,

@@ -6,7 +6,10 @@ import { VERSION } from '../version.js';
 import { brokerName, type NodeRuntime, runtimeFromConfig } from './node/broker-from-config.js';
 import { openModeWarning } from './open-warning.js';
 
-/** What a runtime with a `fetch`-style server (Bun, Deno) serves. */
+/**
+ * What a runtime with a `fetch`-style server (Bun) serves. Deno listens through its `node:http` instead
+ * (src/adapter/deno/index.ts says why).
+ */
 export interface FetchApp {
   readonly config: Config;
   /** Serves a request; `peer` is the socket's remote address, for per-client limits. */
