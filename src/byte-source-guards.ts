@@ -54,6 +54,57 @@ export interface UploadLimits {
 }
 
 /**
+ * One timer for a source's whole life instead of one per read (a read is a chunk: tens of thousands per
+ * GiB). `due` is when the guard should act, `undefined` when nothing is being waited for; the timer fires
+ * at the earliest due time it was armed for and re-arms itself while the due time moved on.
+ */
+class Watchdog {
+  private due: number | undefined;
+  private firesAt: number | undefined;
+  private cancelTimer: (() => void) | undefined;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly onDue: () => void,
+  ) {}
+
+  /** Act at `at` unless told otherwise before. */
+  setDue(at: number): void {
+    this.due = at;
+    if (this.firesAt !== undefined && this.firesAt <= at) return;
+    this.cancelTimer?.();
+    this.arm(at);
+  }
+
+  clear(): void {
+    this.due = undefined;
+  }
+
+  stop(): void {
+    this.due = undefined;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
+    this.firesAt = undefined;
+  }
+
+  private arm(at: number): void {
+    this.firesAt = at;
+    this.cancelTimer = this.clock.setTimeout(() => this.fire(), Math.max(0, at - this.clock.now()));
+  }
+
+  private fire(): void {
+    this.cancelTimer = undefined;
+    this.firesAt = undefined;
+    if (this.due === undefined) return;
+    if (this.due > this.clock.now()) this.arm(this.due);
+    else {
+      this.due = undefined;
+      this.onDue();
+    }
+  }
+}
+
+/**
  * A request body held to the upload limits: a read that gets nothing from the client within `idleMs` fails
  * with `ClientIdleError`, a body past `maxBytes` with `BodyTooLargeError`. Either way the underlying body
  * is cancelled, which lets the runtime close the connection.
@@ -61,36 +112,50 @@ export interface UploadLimits {
 export function limitedUpload(source: ByteSource, limits: UploadLimits): ByteSource {
   let total = 0;
   const { clock, idleMs, maxBytes } = limits;
+  let failPending: ((error: Error) => void) | undefined;
+  const watchdog = new Watchdog(clock, () => {
+    source.cancel();
+    failPending?.(new ClientIdleError(`The upload sent nothing for ${Math.round(idleMs / 1000)} s.`));
+  });
+  const counted = (chunk: Uint8Array | null) => {
+    if (chunk === null) return null;
+    total += chunk.byteLength;
+    if (maxBytes !== undefined && total > maxBytes) {
+      source.cancel();
+      throw new BodyTooLargeError(maxBytes);
+    }
+    return chunk;
+  };
+  if (idleMs === 0) {
+    return { read: () => source.read().then(counted), cancel: (reason) => source.cancel(reason) };
+  }
   return {
     read() {
-      const read = source.read().then((chunk) => {
-        if (chunk === null) return null;
-        total += chunk.byteLength;
-        if (maxBytes !== undefined && total > maxBytes) {
-          source.cancel();
-          throw new BodyTooLargeError(maxBytes);
-        }
-        return chunk;
-      });
-      if (idleMs === 0) return read;
       return new Promise<Uint8Array | null>((resolve, reject) => {
-        const cancel = clock.setTimeout(() => {
-          source.cancel();
-          reject(new ClientIdleError(`The upload sent nothing for ${Math.round(idleMs / 1000)} s.`));
-        }, idleMs);
-        read.then(
+        failPending = reject;
+        watchdog.setDue(clock.now() + idleMs);
+        source.read().then(
           (chunk) => {
-            cancel();
-            resolve(chunk);
+            if (chunk === null) watchdog.stop();
+            else watchdog.clear();
+            try {
+              resolve(counted(chunk));
+            } catch (error) {
+              watchdog.stop();
+              reject(error);
+            }
           },
           (error) => {
-            cancel();
+            watchdog.stop();
             reject(error);
           },
         );
       });
     },
-    cancel: (reason) => source.cancel(reason),
+    cancel: (reason) => {
+      watchdog.stop();
+      source.cancel(reason);
+    },
   };
 }
 
@@ -107,25 +172,23 @@ export function stallGuarded(source: ByteSource, clock: Clock, idleMs: number): 
   const abandoned = new Promise<Error>((resolve) => {
     giveUp = resolve;
   });
-  let stopTimer: (() => void) | undefined;
   let gone = false;
+  const watchdog = new Watchdog(clock, () => {
+    gone = true;
+    source.cancel();
+    giveUp(new ClientIdleError(`The client took nothing for ${Math.round(idleMs / 1000)} s.`));
+  });
   return {
     read() {
-      stopTimer?.();
-      stopTimer = undefined;
+      watchdog.clear();
       return source.read().then((chunk) => {
-        if (chunk !== null && !gone) {
-          stopTimer = clock.setTimeout(() => {
-            gone = true;
-            source.cancel();
-            giveUp(new ClientIdleError(`The client took nothing for ${Math.round(idleMs / 1000)} s.`));
-          }, idleMs + chunk.byteLength);
-        }
+        if (chunk === null) watchdog.stop();
+        else if (!gone) watchdog.setDue(clock.now() + idleMs + chunk.byteLength);
         return chunk;
       });
     },
     cancel: (reason) => {
-      stopTimer?.();
+      watchdog.stop();
       gone = true;
       source.cancel(reason);
     },

@@ -143,6 +143,25 @@ describe('byte source guards', () => {
     expect(given).toBeInstanceOf(ClientIdleError);
   });
 
+  it('stallGuarded measures from the latest chunk, also when a small one follows a big one', async () => {
+    const clock = new ManualClock();
+    const guarded = stallGuarded(source(['x'.repeat(5000), 'y']), clock, 1000);
+    let given: Error | undefined;
+    guarded.abandoned!.then((error) => {
+      given = error;
+    });
+    await guarded.read();
+    clock.advance(100);
+    await guarded.read();
+    // Due 1001 ms after the small chunk, not 6000 ms after the big one.
+    clock.advance(1000);
+    await tick();
+    expect(given).toBeUndefined();
+    clock.advance(1);
+    await tick();
+    expect(given).toBeInstanceOf(ClientIdleError);
+  });
+
   it('limitedUpload fails a read that waits past the idle time and cancels the body', async () => {
     const clock = new ManualClock();
     const upstream = source(['x']);
