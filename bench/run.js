@@ -282,7 +282,15 @@ async function main() {
     // The other runtimes, started as `npm run start:bun` / `start:deno` / `dev:worker` do.
     const bin = (name) => join(root, 'node_modules', '.bin', name);
     const local = { HOST: '127.0.0.1', PORT: '0' };
-    const deno = ['run', '--allow-net', '--allow-env', '--allow-read', '--allow-run', '--allow-sys'];
+    const deno = [
+      'run',
+      '--allow-net',
+      '--allow-env',
+      '--allow-read',
+      '--allow-run',
+      '--allow-sys',
+      '--v8-flags=--single-threaded-gc,--max-semi-space-size=1',
+    ];
     const bunMemory = await startServer('bun (memory)', bin('bun'), ['dist/adapter/bun/index.js'], local);
     const denoMemory = await startServer(
       'deno (memory)',

@@ -9,6 +9,11 @@
 // backpressure does not reach the sender either (~90 MiB in flight for a 20 MB/s receiver, ~16 MiB here).
 // Reading `request.body` otherwise (BYOB reads of up to 16 MiB, an 8 MiB read-ahead) does not help.
 // Through `node:http` Deno relays at Node's pace (1 GiB: ~770 MiB/s chunked, ~930 MiB/s declared).
+//
+// `start:deno` passes Deno the V8 flags `bin/edgepipe.js` gives Node (`--single-threaded-gc
+// --max-semi-space-size=1`, see README, Benchmark). Without them, 1 GiB through Redis cost Deno 4.32 s of CPU
+// against Node's 3.90 (medians of 9 interleaved runs); perf put ~30 % of Deno's samples on its "V8
+// DefaultWorker" GC threads, ~7 % with the flags. With them: 3.80 s/GiB, 276 MiB/s (Node 277).
 import { loadConfig } from '../../cli/load-config.js';
 import { VERSION } from '../../version.js';
 import { brokerName } from '../node/broker-from-config.js';
