@@ -5,12 +5,12 @@ import { TrustedProxies } from './access/client-address.js';
 import { ClientLimits, type ClientSlot } from './access/client-limits.js';
 import { MemoryBroker } from './broker/memory/memory-broker.js';
 import type { Broker } from './broker/types.js';
-import { sourceOfStream, streamOfSource } from './byte-source.js';
+import { type ByteSource, sourceOfStream, streamOfSource } from './byte-source.js';
 import { watchedSource } from './byte-source-guards.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { CORS_ORIGIN, preflightHeaders } from './routes/cors.js';
-import type { RequestBodyReader, RouteDeps, StreamResponder } from './routes/deps.js';
+import type { RequestBodyReader, RouteDeps } from './routes/deps.js';
 import { guardRequests } from './routes/guard-requests.js';
 import { fail } from './routes/http-error.js';
 import { receiveRoute } from './routes/receive.js';
@@ -32,9 +32,10 @@ export interface AppDeps {
   readonly requestBody?: RequestBodyReader;
   /**
    * Makes the Response of a streaming body. Defaults to a Response over a web ReadableStream; the Node
-   * adapter marks these responses and writes their sources to the socket itself.
+   * adapter marks these responses and writes their sources to the socket itself. `done` settles when the
+   * body ended, failed or was cancelled (the Workers adapter keeps its broker until then).
    */
-  readonly streamResponse?: StreamResponder;
+  readonly streamResponse?: (body: ByteSource, init: ResponseInit, done: Promise<void>) => Response;
   /** Where unexpected errors are reported (they answer 500 either way). */
   readonly logError?: (error: unknown) => void;
   /** Latency windows the broker and the watcher share; a fresh set when omitted. */
@@ -66,8 +67,9 @@ export function defaultBroker(config: Config, latency?: LatencySink): Broker {
  */
 export function createApp(config: Config, deps: AppDeps = {}): Hono {
   const latency = deps.latency ?? new LatencyWindows();
-  const streamResponse: StreamResponder =
-    deps.streamResponse ?? ((body, init) => new Response(streamOfSource(body), init));
+  const streamResponse =
+    deps.streamResponse ??
+    ((body: ByteSource, init: ResponseInit) => new Response(streamOfSource(body), init));
   const clock = deps.clock ?? systemClock;
   // Streaming responses (transfers, transcripts) are timed by the broker, not as requests; their ends
   // release the client's pipe slots.
@@ -79,7 +81,7 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
     requestBody: deps.requestBody ?? ((request) => sourceOfStream(request.body)),
     streamResponse: (body, init) => {
       const { source, done } = watchedSource(body);
-      const response = streamResponse(source, init);
+      const response = streamResponse(source, init, done);
       streamed.set(response, done);
       return response;
     },

@@ -37,11 +37,6 @@ export class ClientLimits {
     private readonly clock: Clock,
   ) {}
 
-  /** Clients currently remembered (for tests and metrics). */
-  get tracked(): number {
-    return this.clients.size;
-  }
-
   /** Takes one request from `client`'s bucket; a refusal when it is empty. */
   admitRequest(client: string): LimitRefusal | undefined {
     const { requestsPerSecond, burst } = this.limits;

@@ -25,9 +25,9 @@ export interface FetchApp {
 
 /**
  * The config from the environment (`EDGEPIPE_CONFIG`, `HOST`, `PORT`, `REDIS_URL`), the broker and watcher
- * it asks for, and the app. Bun and Deno implement the Node APIs the broker and the config loader use
- * (`node:fs`, `node:net` through ioredis, `node:child_process` for hook commands), so they share that part
- * with the Node adapter and differ only in how they listen.
+ * it asks for, and the app. Bun implements the Node APIs the broker and the config loader use (`node:fs`,
+ * `node:net` through ioredis, `node:child_process` for hook commands), so it shares that part with the
+ * Node adapter and differs only in how it listens.
  */
 export async function fetchApp(
   env: Record<string, string | undefined>,

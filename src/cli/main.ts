@@ -1,7 +1,5 @@
 import { Command, Option } from 'commander';
-import { brokerName } from '../adapter/node/broker-from-config.js';
-import { startNodeServer } from '../adapter/node/serve.js';
-import { openModeWarning } from '../adapter/open-warning.js';
+import { serveUntilSignalled } from '../adapter/node/serve-until-signalled.js';
 import { ConfigError } from '../config.js';
 import { VERSION } from '../version.js';
 import { loadConfig } from './load-config.js';
@@ -17,32 +15,10 @@ async function serve(flags: {
   tlsKey?: string;
   trustProxy?: string;
 }): Promise<void> {
-  const config = loadConfig(flags, process.env);
-  const running = await startNodeServer(config);
-  console.log(`edgepipe ${VERSION} listening on ${running.url} (${brokerName(config)})`);
-  const warning = openModeWarning(config);
-  if (warning) console.warn(warning);
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      console.log(`${signal} again: stopping now`);
-      process.exit(1);
-    }
-    stopping = true;
-    console.log(`${signal}: draining, transfers may finish for ${config.server.shutdownGraceMs} ms`);
-    running.drain(config.server.shutdownGraceMs).then(
-      () => {
-        console.log('stopped');
-        process.exit(0);
-      },
-      (error) => {
-        console.error(error);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  await serveUntilSignalled(loadConfig(flags, process.env), {
+    onSignal: (signal, handler) => process.on(signal, handler),
+    exit: (code) => process.exit(code),
+  });
 }
 
 export function buildProgram(): Command {

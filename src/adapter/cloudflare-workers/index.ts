@@ -7,7 +7,6 @@ import { BrokerUnavailableError } from '../../broker/errors.js';
 import { RedisBroker } from '../../broker/redis/redis-broker.js';
 import type { Broker } from '../../broker/types.js';
 import { type ByteSource, streamOfSource } from '../../byte-source.js';
-import { watchedSource } from '../../byte-source-guards.js';
 import { type Config, parseConfig } from '../../config.js';
 import { SELFHEAL_STATE, type StoredSelfheal, scheduledWatch } from './scheduled-watch.js';
 
@@ -162,10 +161,9 @@ export default {
     const app = createApp(config, {
       broker,
       peerAddress,
-      streamResponse: (body, init) => {
-        const { source, done } = watchedSource(body);
+      streamResponse: (body, init, done) => {
         bodies.push(done);
-        return streamingResponse(source, init);
+        return streamingResponse(body, init);
       },
     });
     const response = await app.fetch(request, env, ctx as never);

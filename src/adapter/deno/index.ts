@@ -15,10 +15,7 @@
 // against Node's 3.90 (medians of 9 interleaved runs); perf put ~30 % of Deno's samples on its "V8
 // DefaultWorker" GC threads, ~7 % with the flags. With them: 3.80 s/GiB, 276 MiB/s (Node 277).
 import { loadConfig } from '../../cli/load-config.js';
-import { VERSION } from '../../version.js';
-import { brokerName } from '../node/broker-from-config.js';
-import { startNodeServer } from '../node/serve.js';
-import { openModeWarning } from '../open-warning.js';
+import { serveUntilSignalled } from '../node/serve-until-signalled.js';
 
 declare const Deno: {
   env: { toObject(): Record<string, string> };
@@ -27,24 +24,8 @@ declare const Deno: {
   version: { deno: string };
 };
 
-const config = loadConfig({}, Deno.env.toObject());
-const running = await startNodeServer(config);
-console.log(
-  `edgepipe ${VERSION} listening on ${running.url} (${brokerName(config)}, deno ${Deno.version.deno})`,
+await serveUntilSignalled(
+  loadConfig({}, Deno.env.toObject()),
+  { onSignal: (signal, handler) => Deno.addSignalListener(signal, handler), exit: (code) => Deno.exit(code) },
+  `deno ${Deno.version.deno}`,
 );
-const warning = openModeWarning(config);
-if (warning) console.warn(warning);
-let stopping = false;
-const stop = () => {
-  if (stopping) Deno.exit(1);
-  stopping = true;
-  running.drain(config.server.shutdownGraceMs).then(
-    () => Deno.exit(0),
-    (error) => {
-      console.error(error);
-      Deno.exit(1);
-    },
-  );
-};
-Deno.addSignalListener('SIGTERM', stop);
-Deno.addSignalListener('SIGINT', stop);
