@@ -1,5 +1,5 @@
 // CPU time and peak memory of a child process, read from Linux's /proc (the bench runs on Linux only).
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
@@ -16,4 +16,44 @@ export function peakRssMiB(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const match = /VmHWM:\s+(\d+) kB/.exec(status);
   return match ? Number(match[1]) / 1024 : Number.NaN;
+}
+
+/** The pids of `pid`'s descendants (children of every thread, recursively), from /proc. */
+function descendants(pid) {
+  const found = [];
+  let tasks = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return found;
+  }
+  for (const tid of tasks) {
+    let children = '';
+    try {
+      children = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const child of children.split(' ').filter(Boolean)) {
+      found.push(Number(child), ...descendants(Number(child)));
+    }
+  }
+  return found;
+}
+
+/**
+ * CPU seconds of `pid` and every process it started, as an outside observer counts a server (a wrapper
+ * that spawns the real server, or a server with workers, is charged in full). A child that exited is no
+ * longer counted: the servers here keep theirs for their whole life.
+ */
+export function treeCpuSeconds(pid) {
+  let sum = 0;
+  for (const one of [pid, ...descendants(pid)]) {
+    try {
+      sum += cpuSeconds(one);
+    } catch {
+      // Gone between the listing and the read.
+    }
+  }
+  return sum;
 }

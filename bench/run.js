@@ -13,46 +13,41 @@
 //
 // piping-server itself (the protocol's origin) runs beside them when it can be installed from npm into
 // bench/.work (not part of the project: only measured). Options (env): BENCH_ROUNDS (default 3),
-// BENCH_GIB (default 1), BENCH_PIPING=0 to leave piping-server out, BENCH_REDIS=0 to leave the Redis rows out.
-import { spawn, spawnSync } from 'node:child_process';
+// BENCH_GIB (default 1), BENCH_PIPING=0 to leave piping-server out, BENCH_REDIS=0 to leave the Redis rows out,
+// BENCH_CLIENTS=0 to leave the client rows (bench/client-bench.js) out, BENCH_TUNNELS=0 to leave the tunnel
+// rows (bench/tunnel-bench.js) out.
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { cpuSeconds, peakRssMiB } from './proc-stats.js';
+import { perClientSchema } from '../dist/access/access-config.js';
+import { measureClients } from './client-bench.js';
+import {
+  installPipingServer,
+  PIPING_SERVER_VERSION,
+  PipingServerInstallError,
+  startPipingServer,
+} from './piping-server.js';
+import { cpuSeconds, peakRssMiB, treeCpuSeconds } from './proc-stats.js';
+import { measureTunnels, printTunnelTable } from './tunnel-bench.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const GIB = Number(process.env.BENCH_GIB ?? 1);
 
-const PIPING_VERSION = '1.12.9';
-
-/** Installs piping-server into bench/.work once; returns its entry file, or undefined if npm cannot. */
-function pipingServerEntry() {
-  const work = join(root, 'bench', '.work');
-  const entry = join(work, 'node_modules', 'piping-server', 'dist', 'src', 'index.js');
-  if (!existsSync(entry)) {
-    process.stderr.write(`installing piping-server@${PIPING_VERSION} into bench/.work for comparison...\n`);
-    const result = spawnSync(
-      'npm',
-      [
-        'install',
-        '--prefix',
-        work,
-        '--no-save',
-        '--no-audit',
-        '--no-fund',
-        `piping-server@${PIPING_VERSION}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 },
-    );
-    if (result.status !== 0) return undefined;
+/** piping-server's entry file (installed into bench/.work once), or undefined if npm cannot install it. */
+async function pipingServerEntry() {
+  try {
+    return await installPipingServer({ log: (line) => process.stderr.write(`${line} (for comparison)\n`) });
+  } catch (error) {
+    // Only measured, not part of the project: the bench goes on without it.
+    if (!(error instanceof PipingServerInstallError)) throw error;
+    process.stderr.write(`${error.message}\npiping-server left out of the bench.\n`);
+    return undefined;
   }
-  return entry;
 }
 
 /** A port nobody listens on right now (piping-server cannot be asked for port 0 and report it). */
@@ -65,21 +60,19 @@ async function freePort() {
 }
 
 /**
- * The bench is one client making hundreds of requests at once: the per-client limits (20 requests/s, 200
- * waiting) would answer it 429, so they are lifted for every edgepipe it starts.
+ * Every edgepipe here runs on its defaults, per-client limits included: the bench is one client, and the
+ * limits charge what fails or waits, not transfers that complete (see README, "Limits"). The one place
+ * that is many clients in truth is (e), 1,000 waiting receivers: they come from addresses of their own on
+ * loopback (127.0.0.0/8 all reaches lo on Linux), as many as the per-client waiting cap asks for.
  */
-const benchConfig = join(tmpdir(), `edgepipe-bench-${process.pid}.json`);
-writeFileSync(
-  benchConfig,
-  JSON.stringify({ limits: { perClient: { requestsPerSecond: 0, maxPipes: 100_000, maxWaiting: 100_000 } } }),
-);
+const PER_CLIENT_WAITING = perClientSchema.parse({}).maxWaiting;
 
 /** Starts a server process and resolves with its pid and base URL once it prints its port. */
 async function startServer(name, command, args, env = {}) {
   const child = spawn(command, args, {
     cwd: root,
     stdio: ['ignore', 'pipe', 'ignore'],
-    env: { ...process.env, EDGEPIPE_CONFIG: benchConfig, ...env },
+    env: { ...process.env, ...env },
     // A group of its own: wrangler starts workerd, which must go when the bench ends.
     detached: true,
   });
@@ -119,7 +112,7 @@ function target(name, senderSide, receiverSide = senderSide, redis = undefined, 
     sendUrl: (path) => `${senderSide.url}/${path}`,
     recvUrl: (path) => `${receiverSide.url}/${path}`,
     processes,
-    serverCpu: () => processes.reduce((sum, p) => sum + cpuSeconds(p.pid), 0),
+    serverCpu: () => processes.reduce((sum, p) => sum + treeCpuSeconds(p.pid), 0),
     redis,
   };
 }
@@ -154,10 +147,15 @@ function run(command) {
   });
 }
 
-/** (a) Streams `GIB` GiB of zeros with curl at both ends; returns MiB/s and server CPU s per GiB. */
-async function throughput(server, round) {
+/** What the server may still do after a transfer ends (closing, collecting) is its CPU too: read this later. */
+const CPU_SETTLE_MS = 300;
+
+/**
+ * (a) Streams `GIB` GiB of zeros with curl at both ends (`bytes` instead for a warm-up); returns MiB/s and
+ * server CPU s per GiB, the CPU of the server's whole process tree read before and 0.3 s after.
+ */
+async function throughput(server, round, bytes = server.gib * 1024 ** 3) {
   const path = `bench-a-${round}`;
-  const bytes = server.gib * 1024 ** 3;
   const cpuBefore = server.serverCpu();
   const redisBefore = server.redis ? cpuSeconds(server.redis.pid) : 0;
   const started = performance.now();
@@ -165,10 +163,12 @@ async function throughput(server, round) {
   const sender = run(`head -c ${bytes} /dev/zero | curl -sSf -T - '${server.sendUrl(path)}' > /dev/null`);
   await Promise.all([receiver, sender]);
   const seconds = (performance.now() - started) / 1000;
+  await new Promise((resolve) => setTimeout(resolve, CPU_SETTLE_MS));
+  const gib = bytes / 1024 ** 3;
   return {
     mibPerSecond: bytes / 1024 ** 2 / seconds,
-    cpuPerGiB: (server.serverCpu() - cpuBefore) / server.gib,
-    redisCpuPerGiB: server.redis ? (cpuSeconds(server.redis.pid) - redisBefore) / server.gib : Number.NaN,
+    cpuPerGiB: (server.serverCpu() - cpuBefore) / gib,
+    redisCpuPerGiB: server.redis ? (cpuSeconds(server.redis.pid) - redisBefore) / gib : Number.NaN,
   };
 }
 
@@ -184,16 +184,30 @@ async function transfer(server, path, body) {
   return bytes;
 }
 
-/** (b) Sequential 1 KiB transfers; returns every latency in ms. */
+/**
+ * (b) Sequential 1 KiB transfers, receiver first, each from the receiver's request to its last byte, timed
+ * by a client process of its own (bench/latency-client.js: node:http, keep-alive), not by this process,
+ * whose own event loop would weigh on the figures. Returns every latency in ms.
+ */
 async function latencies(server, round, count = 300) {
-  const body = new Uint8Array(1024).fill(7);
-  const samples = [];
-  for (let i = 0; i < count; i++) {
-    const started = performance.now();
-    await transfer(server, `bench-b-${round}-${i}`, body);
-    samples.push(performance.now() - started);
-  }
-  return samples;
+  const child = spawn(
+    process.execPath,
+    [
+      join(root, 'bench', 'latency-client.js'),
+      server.recvUrl(''),
+      server.sendUrl(''),
+      `bench-b-${round}`,
+      String(count),
+    ].map((arg) => arg.replace(/\/$/, '')),
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let output = '';
+  child.stdout.on('data', (data) => {
+    output += data;
+  });
+  const [code] = await once(child, 'exit');
+  if (code !== 0) throw new Error(`the latency client exited with ${code} against ${server.name}`);
+  return JSON.parse(output);
 }
 
 /** (c) `count` pipes of 1 MiB at once; returns wall seconds. */
@@ -229,7 +243,10 @@ async function connectionsWhileWaiting(server, count = 1000) {
     before = now;
   }
   const requests = Array.from({ length: count }, (_, i) => {
-    const request = get(`${side.url}/bench-e-${i}`, { agent: false });
+    // Half the per-client waiting cap from each address: 127.0.0.10, 127.0.0.11, ... (1,000 waiting
+    // receivers are as many clients in truth)
+    const localAddress = `127.0.0.${10 + Math.floor(i / (PER_CLIENT_WAITING / 2))}`;
+    const request = get(`${side.url}/bench-e-${i}`, { agent: false, localAddress });
     request.on('error', () => {});
     return request;
   });
@@ -310,12 +327,14 @@ async function main() {
         env,
       );
       const workersPort = String(await freePort());
-      const workers = await startServer(
-        'workers (redis)',
-        bin('wrangler'),
-        ['dev', '--ip', '127.0.0.1', '--port', workersPort, '--var', `REDIS_URL:${redis.url}`],
-        { WRANGLER_SEND_METRICS: 'false', CI: '1' },
-      );
+      // As `npm run dev:worker` starts it (REDIS_URL forwarded, wrangler's dev-only body draining off).
+      const workers = await startServer('workers (redis)', process.execPath, ['dist/cli/dev-worker.js'], {
+        HOST: '127.0.0.1',
+        PORT: workersPort,
+        REDIS_URL: redis.url,
+        WRANGLER_SEND_METRICS: 'false',
+        CI: '1',
+      });
       processes.push(bunRedis, denoRedis, workers);
       // workerd moves ~10 MB/s here: a smaller body keeps a round under a minute.
       const workersGib = Math.min(GIB, 0.125);
@@ -329,21 +348,30 @@ async function main() {
       );
     }
   }
-  const piping = process.env.BENCH_PIPING === '0' ? undefined : pipingServerEntry();
+  const piping = process.env.BENCH_PIPING === '0' ? undefined : await pipingServerEntry();
   if (piping) {
-    const args = [piping, '--host', '127.0.0.1', '--http-port', String(await freePort())];
-    const started = await startServer(`piping-server ${PIPING_VERSION}`, process.execPath, args);
+    const started = {
+      name: `piping-server ${PIPING_SERVER_VERSION}`,
+      ...(await startPipingServer({ entry: piping })),
+    };
     processes.push(started);
     targets.push(target(started.name, started));
   }
   const results = new Map(
     targets.map((t) => [t.name, { a: [], cpu: [], redisCpu: [], p50: [], p99: [], c: [] }]),
   );
+  let clients;
+  let tunnels;
   try {
-    // Warm up every server (JIT, connection pools) before measuring.
-    for (const server of targets) await latencies(server, 'warm', 50);
+    // Warm up every server (JIT, buffers, connection pools) before measuring: 64 MiB and 50 small transfers.
+    for (const server of targets) {
+      await throughput(server, 'warm', Math.min(64 * 1024 ** 2, server.gib * 1024 ** 3));
+      await latencies(server, 'warm', 50);
+    }
     for (let round = 0; round < ROUNDS; round++) {
-      for (const server of targets) {
+      // Order flipped each round: no server always runs right after the same neighbour.
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const server of order) {
         const r = results.get(server.name);
         const a = await throughput(server, round);
         r.a.push(a.mibPerSecond);
@@ -361,6 +389,29 @@ async function main() {
     }
     for (const server of targets) {
       if (server.redis) results.get(server.name).connections = await connectionsWhileWaiting(server);
+    }
+    if (process.env.BENCH_CLIENTS !== '0') {
+      clients = await measureClients(
+        { url: memory.url, cpu: () => cpuSeconds(memory.pid) },
+        {
+          cli: join(root, 'bin', 'edgepipe.js'),
+          rounds: ROUNDS,
+          gib: GIB,
+          log: (line) => process.stderr.write(`${line}\n`),
+        },
+      );
+    }
+    if (process.env.BENCH_TUNNELS !== '0') {
+      tunnels = await measureTunnels(
+        { url: memory.url, pid: memory.pid },
+        {
+          cli: join(root, 'bin', 'edgepipe.js'),
+          rounds: ROUNDS,
+          gib: GIB,
+          log: (line) => process.stderr.write(`${line}\n`),
+          redis: process.env.BENCH_TUNNEL_REDIS !== '0',
+        },
+      );
     }
   } finally {
     for (const server of targets) {
@@ -408,6 +459,8 @@ async function main() {
   console.log(`| ${header.join(' | ')} |`);
   console.log(`|${header.map(() => '---').join('|')}|`);
   for (const row of rows) console.log(`| ${row.join(' | ')} |`);
+  if (clients) printClientTable(clients);
+  if (tunnels) printTunnelTable(tunnels);
   for (const name of ['edgepipe (memory)', 'edgepipe (redis)', 'edgepipe (redis) A→B']) {
     const edge = results.get(name);
     if (!edge) continue;
@@ -416,6 +469,20 @@ async function main() {
         `p99 ${(median(edge.p99) / median(rawResult.p99)).toFixed(2)}×, ` +
         `200-pipe wall ${(median(edge.c) / median(rawResult.c)).toFixed(2)}×, ` +
         `CPU/GiB ${(median(edge.cpu) / median(rawResult.cpu)).toFixed(2)}×`,
+    );
+  }
+}
+
+/** The client rows: each mode's medians, and its throughput against curl's at both ends. */
+function printClientTable(clients) {
+  const curl = median(clients.get('curl → curl').mibs);
+  console.log(`\nClients through edgepipe (memory), ${GIB} GiB, medians of ${ROUNDS} interleaved rounds\n`);
+  console.log('| client | MiB/s | × curl | client CPU s/GiB (both ends) | server CPU s/GiB |');
+  console.log('|---|---|---|---|---|');
+  for (const [name, r] of clients) {
+    console.log(
+      `| ${name} | ${median(r.mibs).toFixed(0)} | ${(median(r.mibs) / curl).toFixed(2)} | ` +
+        `${median(r.clientCpu).toFixed(2)} | ${median(r.serverCpu).toFixed(2)} |`,
     );
   }
 }

@@ -10,13 +10,14 @@ import { watchedSource } from './byte-source-guards.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { CORS_ORIGIN, preflightHeaders } from './routes/cors.js';
-import type { RequestBodyReader, RouteDeps } from './routes/deps.js';
+import type { HeaderValuesReader, RequestBodyReader, RouteDeps } from './routes/deps.js';
 import { guardRequests } from './routes/guard-requests.js';
 import { fail } from './routes/http-error.js';
 import { receiveRoute } from './routes/receive.js';
 import { INTERNAL_PREFIX, isReservedPath } from './routes/reserved-paths.js';
 import { sendRoute } from './routes/send.js';
 import { serverPages } from './routes/server-pages.js';
+import { printableLine } from './routes/transcript.js';
 import { type LatencySink, LatencyWindows } from './selfheal/latency-windows.js';
 import { TrafficCounters } from './selfheal/traffic-counters.js';
 import type { Watcher } from './selfheal/watcher.js';
@@ -30,6 +31,11 @@ export interface AppDeps {
    * (the Node adapter reads its IncomingMessage directly). Defaults to reading `request.body`.
    */
   readonly requestBody?: RequestBodyReader;
+  /**
+   * Every value of a repeated request header, one by one (the Node adapter reads `rawHeaders`). Defaults to
+   * the `Request`'s own headers, which join repeated values into one.
+   */
+  readonly headerValues?: HeaderValuesReader;
   /**
    * Makes the Response of a streaming body. Defaults to a Response over a web ReadableStream; the Node
    * adapter marks these responses and writes their sources to the socket itself. `done` settles when the
@@ -47,9 +53,21 @@ export interface AppDeps {
    * it every client counts as one, `unknown`.
    */
   readonly peerAddress?: (request: Request, env: unknown) => string | undefined;
+  /**
+   * The request target as the client sent it (`/a/../b`), before the URL parser resolved `request.url`
+   * (`/b`). With it, targets with dot segments are refused (400); without it (a runtime that gives only the
+   * resolved URL, as workerd does) nothing can tell them apart.
+   */
+  readonly requestTarget?: (request: Request, env: unknown) => string | undefined;
 }
 
 const ALLOW = 'GET, HEAD, POST, PUT, OPTIONS';
+
+/** What a web `Request` tells of a header: its values joined into one. */
+export const joinedHeaderValues: HeaderValuesReader = (request, _env, name) => {
+  const value = request.headers.get(name);
+  return value === null ? [] : [value];
+};
 
 /** The in-memory broker sized by `config` (runtimes with a Redis backend choose it in their adapter). */
 export function defaultBroker(config: Config, latency?: LatencySink): Broker {
@@ -79,6 +97,7 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
     broker: deps.broker ?? defaultBroker(config, latency),
     clock,
     requestBody: deps.requestBody ?? ((request) => sourceOfStream(request.body)),
+    headerValues: deps.headerValues ?? joinedHeaderValues,
     streamResponse: (body, init) => {
       const { source, done } = watchedSource(body);
       const response = streamResponse(source, init, done);
@@ -109,6 +128,7 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
       proxies: new TrustedProxies(config.server.trustProxies),
       maxHeaderBytes: config.server.maxHeaderBytes,
       peerAddress: deps.peerAddress ?? (() => undefined),
+      requestTarget: deps.requestTarget ?? (() => undefined),
       bodyDone: (response) => streamed.get(response),
       slots: routeDeps.slots,
     }),
@@ -131,9 +151,10 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
     if (!(error instanceof HTTPException)) logError(error);
     const headers = new Headers(error instanceof HTTPException ? error.res?.headers : undefined);
     for (const [name, value] of Object.entries(CORS_ORIGIN)) headers.set(name, value);
-    headers.set('Content-Type', 'text/plain; charset=utf-8');
+    // Bare, as piping-server answers: the line is ASCII (see printableLine).
+    headers.set('Content-Type', 'text/plain');
     const reason = error instanceof HTTPException ? error.message : 'Internal server error.';
-    return new Response(`[ERROR] ${reason}\n`, { status, headers });
+    return new Response(`[ERROR] ${printableLine(reason)}\n`, { status, headers });
   });
   return app;
 }

@@ -37,13 +37,25 @@ export const configSchema = z
             z.string().refine(isProxyEntry, { message: 'expected an IP address, a CIDR range or loopback' }),
           )
           .default([]),
-        /** Serve HTTPS directly (Node): PEM files of the certificate chain and its key. */
+        /**
+         * Serve HTTPS directly (Node): PEM files of the certificate chain and its key. HTTP/2 and HTTP/1.1 share
+         * the port; each client's TLS handshake (ALPN) picks one.
+         */
         tls: z
           .object({ cert: z.string().min(1), key: z.string().min(1) })
           .strict()
           .optional(),
+        /**
+         * Serve cleartext HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1 (Node), for a proxy in front
+         * that speaks it upstream. HTTP/1 clients cannot use such a port.
+         */
+        h2c: z.boolean().default(false),
       })
       .strict()
+      .refine((server) => !(server.h2c && server.tls), {
+        message: 'h2c is cleartext HTTP/2; with tls, HTTP/2 is offered through ALPN already',
+        path: ['h2c'],
+      })
       .prefault({}),
     auth: authSchema.prefault({}),
     broker: z
@@ -73,6 +85,20 @@ export const configSchema = z
           .min(0)
           .max(24 * 3600_000)
           .default(30_000),
+        /**
+         * Redis backend: bytes a receiver's connection may hold between what the server wrote to it and what
+         * the client has received (the server's and the client's socket buffers, the client's own buffer).
+         * Each receiver's frames are kept this much plus one window behind what was written to it, so a
+         * receiver that drops resumes byte-exact. Measured on loopback with `curl --limit-rate` (1 to 16 MB/s):
+         * up to 8.6 MiB between a receiver's reported position and curl's file (the kernel grows the receive
+         * buffer with the rate, up to `net.ipv4.tcp_rmem`'s 32 MiB here); the default leaves room for more.
+         */
+        socketBufferBytes: z
+          .number()
+          .int()
+          .min(0)
+          .max(1024 * MiB)
+          .default(16 * MiB),
         /** `redis://` URL of a standby Redis that `reroute` rules send new pipes to (see `selfheal`). */
         standby: z
           .string()

@@ -63,6 +63,79 @@ describe('signed mode with curl and edgepipe sign', () => {
   });
 });
 
+describe('a tunnel signed with `edgepipe sign --tunnel` (issue 13)', () => {
+  /** `signed` with `below` appended to its path, its query kept: how the tunnel client names its pipes. */
+  const pipeOf = (signed: string, below: string) => {
+    const url = new URL(signed);
+    url.pathname += below;
+    return url.toString();
+  };
+  const status = async (url: string, args: string[] = []) =>
+    (
+      await run('curl', ['-sS', '--path-as-is', '-o', '/dev/null', '-w', '%{http_code}', ...args, url])
+    ).stdout.toString();
+
+  it('one URL moves bytes both ways on every pipe below the namespace, and nothing outside it', async () => {
+    const server = await start([], {
+      EDGEPIPE_CONFIG: config({ auth: { mode: 'signed' } }),
+      EDGEPIPE_SECRETS: SECRET,
+    });
+    const signed = await sign(['/tun/abc', '--tunnel', '--ttl', '5m'], server.url);
+    const query = new URL(signed).searchParams;
+    expect(query.get('scope')).toBe('both');
+    expect(query.get('prefix')).toBe('/tun/abc');
+    // Each end sends on one pipe and receives on the other, with the same URL.
+    for (const pipe of ['/ctl/0', '/c1/up', '/c1/down']) {
+      const body = randomBytes(1024 * 1024);
+      const receiving = run('curl', ['-sSf', pipeOf(signed, pipe)]);
+      const sending = run('curl', ['-sSf', '-T', '-', pipeOf(signed, pipe)], { input: body });
+      const [received, sent] = await Promise.all([receiving, sending]);
+      expect(sent.code, pipe).toBe(0);
+      expect(received.code, pipe).toBe(0);
+      expect(sha256(received.stdout), pipe).toBe(sha256(body));
+    }
+    expect(await status(pipeOf(signed, '/c1/up'), ['-I'])).toBe('200');
+
+    const origin = new URL(signed).origin;
+    const search = new URL(signed).search;
+    for (const outside of ['/tun/abc-other/x', '/tun/x', '/other/c1/up']) {
+      expect(await status(`${origin}${outside}${search}`), outside).toBe('403');
+      expect(await status(`${origin}${outside}${search}`, ['-T', '/dev/null']), outside).toBe('403');
+    }
+    for (const dots of ['/../x', '/%2e%2e/x', '/c1/../../x']) {
+      // Built with URL, as a client would, the dot segments are resolved before sending: outside, 403.
+      expect(await status(pipeOf(signed, dots)), dots).toBe('403');
+      // Sent as spelled, they are refused before any access check.
+      expect(await status(`${origin}/tun/abc${dots}${search}`), dots).toBe('400');
+    }
+    // The scope is signed: a send URL edited to both is refused, and a send URL still cannot receive.
+    const send = await sign(['/tun/abc', '--send', '--prefix', '--ttl', '5m'], server.url);
+    expect(await status(pipeOf(send, '/c1/up'))).toBe('403');
+    expect(await status(pipeOf(send.replace('scope=send', 'scope=both'), '/c1/up'), ['-I'])).toBe('403');
+    const edited = await run('curl', ['-sS', pipeOf(send.replace('scope=send', 'scope=both'), '/c1/up')]);
+    expect(edited.stdout.toString()).toBe('[ERROR] The signature does not match this URL.\n');
+  });
+
+  it('`sign --n` with --tunnel, and sign without a scope, exit 2 with the reason; --help tells --tunnel', async () => {
+    const env = { EDGEPIPE_SECRETS: SECRET };
+    const cli = (args: string[]) =>
+      run(process.execPath, [join(repoRoot, 'dist/cli/main.js'), 'sign', ...args], {
+        env,
+        timeoutMs: 30_000,
+      });
+    const withN = await cli(['/tun/abc', '--tunnel', '--n', '2']);
+    expect(withN.code).toBe(2);
+    expect(withN.stderr).toContain("--n: not with --tunnel (a tunnel's pipes have one receiver each)");
+    expect(withN.stdout.toString()).toBe('');
+    const none = await cli(['/p']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('give --send, --recv, both of them, or --tunnel');
+    const help = (await cli(['--help'])).stdout.toString().replace(/\s+/g, ' ');
+    expect(help).toContain('--tunnel');
+    expect(help).toContain('short for --send --recv --prefix');
+  });
+});
+
 function config(value: unknown): string {
   const file = join(mkdtempSync(join(tmpdir(), 'edgepipe-access-')), 'config.json');
   writeFileSync(file, JSON.stringify(value));
@@ -145,5 +218,68 @@ describe('start-up warning', () => {
       });
     });
     expect(exposed).toContain('warning: auth.mode is open');
+  });
+});
+
+describe('/help in signed and token mode (issue 11)', () => {
+  const TOKEN = 'e2e-token-e2e-token-e2e-token';
+
+  /** The line after the one that starts with `heading` in `/help`. */
+  function lineAfter(help: string, heading: string): string {
+    const lines = help.split('\n');
+    const at = lines.findIndex((line) => line.startsWith(heading));
+    expect(at, `no '${heading}' in:\n${help}`).toBeGreaterThanOrEqual(0);
+    return lines[at + 1]!;
+  }
+
+  /**
+   * Runs what `/help` tells a user, in bash from a checkout: its set-up lines, then its receive command in
+   * the background and its "Send a text" command. Returns what the receiver printed.
+   */
+  async function followHelp(help: string, setup: string[], env: NodeJS.ProcessEnv): Promise<string> {
+    const script = [
+      'set -e',
+      // What `npx edgepipe` runs in a checkout, without npx's start-up (seconds, and it may ask the registry).
+      `npx() { [ "$1" = edgepipe ] && shift && '${join(repoRoot, 'bin/edgepipe.js')}' "$@"; }`,
+      ...setup,
+      `${lineAfter(help, '======= Receive =======')} > "$OUT" &`,
+      'sleep 0.3',
+      `${lineAfter(help, '# Send a text')} > /dev/null`,
+      'wait',
+      'cat "$OUT"',
+    ].join('\n');
+    const out = join(mkdtempSync(join(tmpdir(), 'edgepipe-help-')), 'received');
+    const result = await run('bash', ['-c', script], { env: { ...env, OUT: out }, timeoutMs: 60_000 });
+    expect(result.code, result.stderr).toBe(0);
+    return result.stdout.toString();
+  }
+
+  it('signed: the commands get URLs from `npx edgepipe sign` first, and they work as written', async () => {
+    const server = await start([], {
+      EDGEPIPE_CONFIG: config({ auth: { mode: 'signed' } }),
+      EDGEPIPE_SECRETS: SECRET,
+    });
+    const help = await (await fetch(`${server.url}/help`)).text();
+    expect(help).not.toContain(`curl ${server.url}/mypath`);
+    const setup = help.split('\n').filter((line) => /^(SEND|RECV)_URL=/.test(line));
+    expect(setup).toEqual([
+      `SEND_URL=$(npx edgepipe sign /mypath --send --url ${server.url})`,
+      `RECV_URL=$(npx edgepipe sign /mypath --recv --url ${server.url})`,
+    ]);
+    expect(await followHelp(help, setup, { EDGEPIPE_SECRETS: SECRET })).toBe('hello!\n');
+  });
+
+  it('token: every command carries the bearer token, and they work as written', async () => {
+    const server = await start([], {
+      EDGEPIPE_CONFIG: config({
+        auth: { mode: 'token', tokens: [{ name: 'e2e', token: TOKEN, scopes: ['send', 'recv'] }] },
+      }),
+    });
+    const help = await (await fetch(`${server.url}/help`)).text();
+    for (const line of help.split('\n').filter((line) => line.includes('curl '))) {
+      expect(line).toContain('curl -H "Authorization: Bearer $EDGEPIPE_TOKEN"');
+    }
+    expect(help).toContain("export EDGEPIPE_TOKEN='<your token>'");
+    expect(await followHelp(help, [`export EDGEPIPE_TOKEN='${TOKEN}'`], {})).toBe('hello!\n');
   });
 });

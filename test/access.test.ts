@@ -153,13 +153,185 @@ describe('signed URLs', () => {
     const sent = await request(send.slice(BASE.length), { method: 'PUT', body: 'from the cli' });
     expect(await (await receiving).text()).toBe('from the cli');
     expect(await sent.text()).toContain('Sent successfully!');
-    await expect(signedUrl('/p', { send: true, recv: true, ttl: '1h', url: BASE }, env)).rejects.toThrow(
-      'exactly one',
+    await expect(signedUrl('/p', { ttl: '1h', url: BASE }, env)).rejects.toThrow(
+      'give --send, --recv, both of them, or --tunnel',
     );
     await expect(signedUrl('/p', { send: true, ttl: 'soon', url: BASE }, env)).rejects.toThrow('--ttl');
+    await expect(signedUrl('/p', { send: true, ttl: '0', url: BASE }, env)).rejects.toThrow('--ttl');
     await expect(signedUrl('/p', { send: true, ttl: '1h', url: BASE }, {})).rejects.toThrow(
       'no signing secret',
     );
+  });
+
+  it('signs send and recv URLs exactly as before (a fixed vector: old URLs keep verifying)', async () => {
+    // Computed before scope `both` existed; the signed text of send and recv must not change.
+    const send = await sign(NEW_SECRET, {
+      scope: 'send',
+      path: '/a/b',
+      prefix: false,
+      expiresAt: 1_800_000_600,
+    });
+    expect(send).toBe('/a/b?scope=send&exp=1800000600&sig=SxV5-5xto9bxElM6-AIiV_Zu67owOsry74ybAKCBgME');
+    const recv = await sign(NEW_SECRET, {
+      scope: 'recv',
+      path: '/team',
+      prefix: true,
+      n: 2,
+      expiresAt: 1_800_000_600,
+    });
+    expect(recv).toBe(
+      '/team?n=2&scope=recv&exp=1800000600&prefix=%2Fteam&sig=l7dUBfLCi3dc_Yw2FHy3_u2727xIyMfJ-R7q-kauEHc',
+    );
+  });
+
+  it('lets a both URL send and receive on its pipe; send and recv URLs still do one each', async () => {
+    const { request, clock } = setup(signed);
+    const expiresAt = nowSeconds(clock) + 600;
+    const both = await sign(NEW_SECRET, { scope: 'both', path: '/duplex', prefix: false, expiresAt });
+    expect(both).toContain('scope=both');
+    expect((await request(both, { method: 'HEAD' })).status).toBe(200);
+    const receiving = request(both);
+    const sent = await request(both, { method: 'PUT', body: 'one URL, both ends' });
+    expect(sent.status).toBe(200);
+    expect(await (await receiving).text()).toBe('one URL, both ends');
+    const posting = request(both, { method: 'POST', body: 'posted' });
+    expect(await (await request(both)).text()).toBe('posted');
+    expect((await posting).status).toBe(200);
+    // Another pipe is not this URL's.
+    expect((await request(both.replace('/duplex?', '/other?'), { method: 'HEAD' })).status).toBe(403);
+
+    const send = await sign(NEW_SECRET, { scope: 'send', path: '/duplex', prefix: false, expiresAt });
+    const sendGet = await request(send);
+    expect(sendGet.status).toBe(403);
+    expect(await reason(sendGet)).toBe('[ERROR] This URL is signed for sending only.');
+    const recv = await sign(NEW_SECRET, { scope: 'recv', path: '/duplex', prefix: false, expiresAt });
+    const recvPut = await request(recv, { method: 'PUT', body: 'x' });
+    expect(recvPut.status).toBe(403);
+    expect(await reason(recvPut)).toBe('[ERROR] This URL is signed for receiving only.');
+  });
+
+  it('refuses a URL whose scope was edited to both, or from both to one scope', async () => {
+    const { request, clock } = setup(signed);
+    const expiresAt = nowSeconds(clock) + 600;
+    for (const scope of ['send', 'recv'] as const) {
+      const url = await sign(NEW_SECRET, { scope, path: '/t', prefix: true, expiresAt });
+      const edited = url.replace(`scope=${scope}`, 'scope=both');
+      expect(edited).not.toBe(url);
+      for (const init of [{ method: 'PUT', body: 'x' }, { method: 'GET' }, { method: 'HEAD' }]) {
+        const response = await request(edited.replace('/t?', '/t/a/up?'), init);
+        expect(response.status, `${scope} ${init.method}`).toBe(403);
+        if (init.method !== 'HEAD') {
+          expect(await reason(response)).toBe('[ERROR] The signature does not match this URL.');
+        }
+      }
+    }
+    const both = await sign(NEW_SECRET, { scope: 'both', path: '/t', prefix: true, expiresAt });
+    for (const scope of ['send', 'recv']) {
+      const narrowed = both.replace('scope=both', `scope=${scope}`);
+      expect((await request(narrowed, { method: 'HEAD' })).status).toBe(403);
+    }
+  });
+
+  it('a both prefix URL admits every pipe below its namespace with the query unchanged, nothing outside', async () => {
+    const { request, clock } = setup(signed);
+    const expiresAt = nowSeconds(clock) + 600;
+    const url = await sign(NEW_SECRET, { scope: 'both', path: '/tun/abc', prefix: true, expiresAt });
+    const query = url.slice(url.indexOf('?'));
+    // As the tunnel client builds them: the namespace's path extended, the signed query as it is.
+    for (const pipe of ['/tun/abc/ctl/0', '/tun/abc/7/up', '/tun/abc/7/down']) {
+      const receiving = request(`${pipe}${query}`);
+      const sent = await request(`${pipe}${query}`, { method: 'PUT', body: `through ${pipe}` });
+      expect(sent.status, pipe).toBe(200);
+      expect(await (await receiving).text()).toBe(`through ${pipe}`);
+    }
+    expect((await request(`/tun/abc${query}`, { method: 'HEAD' })).status).toBe(200);
+    for (const outside of [
+      '/tun/abc-other/x',
+      '/tun/abcd',
+      '/tun/x',
+      '/other',
+      '/tun/abc/../x',
+      '/tun/abc/%2e%2e/x',
+      '/tun/abc%2Fx',
+    ]) {
+      for (const init of [{ method: 'PUT', body: 'x' }, { method: 'GET' }]) {
+        const response = await request(`${outside}${query}`, init);
+        expect(response.status, `${init.method} ${outside}`).toBe(403);
+        expect(await reason(response)).toBe('[ERROR] The signed URL admits pipes under /tun/abc only.');
+      }
+    }
+  });
+
+  it('`edgepipe sign --tunnel` signs a both prefix URL; --send --recv a both URL; --n is refused', async () => {
+    const { request, clock } = setup(signed);
+    const env = { EDGEPIPE_SECRETS: NEW_SECRET };
+    const now = clock.now();
+    const tunnel = new URL(await signedUrl('/tun/t1', { tunnel: true, ttl: '10m', url: BASE }, env, now));
+    expect(tunnel.pathname).toBe('/tun/t1');
+    expect(tunnel.searchParams.get('scope')).toBe('both');
+    expect(tunnel.searchParams.get('prefix')).toBe('/tun/t1');
+    // Short for --send --recv --prefix: the same URL, whichever of them is given besides.
+    for (const flags of [
+      { send: true, recv: true, prefix: true },
+      { tunnel: true, send: true },
+      { tunnel: true, prefix: true },
+    ]) {
+      expect(await signedUrl('/tun/t1', { ...flags, ttl: '10m', url: BASE }, env, now)).toBe(
+        tunnel.toString(),
+      );
+    }
+    const up = new URL(tunnel);
+    up.pathname += '/9/up';
+    const receiving = request(`${up.pathname}${up.search}`);
+    const sent = await request(`${up.pathname}${up.search}`, { method: 'PUT', body: 'tunnelled' });
+    expect(sent.status).toBe(200);
+    expect(await (await receiving).text()).toBe('tunnelled');
+
+    const duplex = new URL(
+      await signedUrl('/d', { send: true, recv: true, ttl: '10m', url: BASE }, env, now),
+    );
+    expect(duplex.searchParams.get('scope')).toBe('both');
+    expect(duplex.searchParams.has('prefix')).toBe(false);
+    const path = `${duplex.pathname}${duplex.search}`;
+    const duplexReceiving = request(path);
+    expect((await request(path, { method: 'PUT', body: 'duplex' })).status).toBe(200);
+    expect(await (await duplexReceiving).text()).toBe('duplex');
+
+    await expect(signedUrl('/tun/t1', { tunnel: true, n: '2', ttl: '10m', url: BASE }, env)).rejects.toThrow(
+      "--n: not with --tunnel (a tunnel's pipes have one receiver each)",
+    );
+    // --n still binds a URL that sends and receives one pipe.
+    const bound = await signedUrl('/d', { send: true, recv: true, n: '2', ttl: '10m', url: BASE }, env, now);
+    expect(new URL(bound).searchParams.get('n')).toBe('2');
+  });
+
+  it('`edgepipe sign` signs no path with dot segments (the server refuses them)', async () => {
+    const env = { EDGEPIPE_SECRETS: NEW_SECRET };
+    for (const path of ['/team/../other', '/team/%2e%2e/other', '/team/./x', 'team/.%2E']) {
+      await expect(signedUrl(path, { send: true, ttl: '1h', url: BASE }, env)).rejects.toThrow(
+        'segments are not allowed',
+      );
+    }
+    expect(await signedUrl('/team/a%2Fb', { send: true, ttl: '1h', url: BASE }, env)).toMatch(
+      /\/team\/a%2Fb\?/,
+    );
+  });
+});
+
+describe('edgepipe sign --ttl', () => {
+  const env = { EDGEPIPE_SECRETS: NEW_SECRET };
+  const expiresIn = async (ttl: string) => {
+    const now = 1_800_000_000_000;
+    const url = new URL(await signedUrl('/p', { send: true, ttl, url: BASE }, env, now));
+    return Number(url.searchParams.get('exp')) - now / 1000;
+  };
+
+  it('reads a bare number as seconds, and durations as before', async () => {
+    expect(await expiresIn('3600')).toBe(3600);
+    expect(await expiresIn('90')).toBe(90);
+    expect(await expiresIn('1h')).toBe(3600);
+    expect(await expiresIn('90s')).toBe(90);
+    expect(await expiresIn('7d')).toBe(7 * 86_400);
   });
 });
 
@@ -213,6 +385,21 @@ describe('bearer tokens', () => {
   });
 });
 
+describe('token scopes in the config', () => {
+  const withScopes = (scopes: unknown) =>
+    parseConfig({
+      auth: { mode: 'token', tokens: [{ name: 't', token: 'token-token-token-0', scopes }] },
+    } as ConfigInput);
+
+  it('accepts send, recv and both of them as before; both is a URL scope, not a token one', () => {
+    for (const scopes of [['send'], ['recv'], ['send', 'recv'], ['recv', 'send']]) {
+      expect(withScopes(scopes).auth.tokens[0]!.scopes).toEqual(scopes);
+    }
+    expect(() => withScopes(['both'])).toThrow('auth.tokens.0.scopes.0');
+    expect(() => withScopes([])).toThrow('auth.tokens.0.scopes');
+  });
+});
+
 describe('admin endpoints', () => {
   it('stay open in open mode without an admin token, as before', async () => {
     const { request } = setup();
@@ -257,6 +444,16 @@ describe('per-client limits', () => {
     expect((await request('/_/health')).status).toBe(200);
     clock.advance(500);
     expect((await request('/version')).status).toBe(200);
+    expect((await request('/version')).status).toBe(429);
+  });
+
+  it('caps saved-up tokens at the burst: a client idle for a minute gets a burst, not a minute of requests', async () => {
+    const burst = 3;
+    const { request, clock } = setup({ limits: { perClient: { requestsPerSecond: 2, burst } } });
+    expect((await request('/version')).status).toBe(200);
+    // A minute at 2 per second would be 120 tokens without the cap.
+    clock.advance(60_000);
+    for (let i = 0; i < burst; i++) expect((await request('/version')).status).toBe(200);
     expect((await request('/version')).status).toBe(429);
   });
 

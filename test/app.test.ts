@@ -68,7 +68,23 @@ describe('reserved paths', () => {
     expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
     const html = await res.text();
     expect(html).not.toContain('<script>');
-    expect(html).toContain('action="/a%22%3E%3Cscript%3Ex%3C/script%3E"');
+    expect(html).toContain('action="a%22%3E%3Cscript%3Ex%3C/script%3E"');
+  });
+
+  it('styles /noscript by a fresh nonce the CSP names, with no unsafe-inline; its form posts to the path', async () => {
+    const nonces = new Set<string>();
+    for (let i = 0; i < 2; i++) {
+      const res = await request('/noscript?path=/dir/my%20file');
+      const csp = res.headers.get('content-security-policy')!;
+      const nonce = /style-src 'nonce-([A-Za-z0-9+/=]{22,})'/.exec(csp)?.[1];
+      expect(nonce, csp).toBeDefined();
+      expect(csp).not.toContain('unsafe-inline');
+      const html = await res.text();
+      expect(html).toContain(`<style nonce="${nonce}">`);
+      expect(html).toContain('action="dir/my%20file"');
+      nonces.add(nonce!);
+    }
+    expect(nonces.size).toBe(2);
   });
 
   it('refuses to send to a reserved path and answers unknown /_/ endpoints 404', async () => {
@@ -203,10 +219,17 @@ describe('transfers through app.request', () => {
     expect(received.headers.get('x-other')).toBeNull();
     expect(received.headers.get('access-control-allow-origin')).toBe('*');
     expect(received.headers.get('x-robots-tag')).toBe('none');
-    expect(received.headers.get('access-control-expose-headers')).toBe(
-      'Content-Type, Content-Disposition, X-Piping',
-    );
+    // Content-Type and Content-Length are CORS-safelisted: only the others need exposing.
+    expect(received.headers.get('access-control-expose-headers')).toBe('Content-Disposition, X-Piping');
     expect(await received.text()).toBe('<b>hi</b>');
+  });
+
+  it('passes every X-Piping value, in the order the sender wrote them', async () => {
+    const { request } = setup();
+    const headers = new Headers();
+    for (const value of ['first', 'second', 'third; with=params']) headers.append('X-Piping', value);
+    const { received } = await transfer(request, '/xp', { body: 'x', headers });
+    expect(received.headers.get('x-piping')).toBe('first, second, third; with=params');
   });
 
   it('with no sender headers the receiver gets none of them', async () => {
@@ -224,7 +247,7 @@ describe('transfers through app.request', () => {
     expect([...new Uint8Array(await received.arrayBuffer())]).toEqual([1, 2, 3]);
   });
 
-  it('forwards the first part of a multipart upload with its type and filename', async () => {
+  it('forwards the first part of a multipart upload with its type and its Content-Disposition as it came', async () => {
     const { request } = setup();
     const form = new FormData();
     form.append('input_file', new Blob(['<p>file body</p>'], { type: 'text/html' }), 'page.html');
@@ -232,7 +255,9 @@ describe('transfers through app.request', () => {
     const { received, transcript } = await transfer(request, '/mp', { method: 'POST', body: form });
     expect(transcript).toContain('Sent successfully');
     expect(received.headers.get('content-type')).toBe('text/plain');
-    expect(received.headers.get('content-disposition')).toBe('attachment; filename="page.html"');
+    expect(received.headers.get('content-disposition')).toBe(
+      'form-data; name="input_file"; filename="page.html"',
+    );
     expect(await received.text()).toBe('<p>file body</p>');
   });
 
@@ -281,6 +306,8 @@ describe('transfers through app.request', () => {
     const head = await request('/pipe', { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.headers.get('x-edgepipe-state')).toBe('idle');
+    // The in-memory broker keeps nothing for a dropped party: clients learn here that they cannot resume.
+    expect(head.headers.get('x-edgepipe-resumable')).toBe('0');
     expect(broker.stats()).toEqual({ pipes: 0, waiting: 0 });
     const waiting = request('/pipe');
     await Promise.resolve();
@@ -290,6 +317,45 @@ describe('transfers through app.request', () => {
     expect(broker.stats()).toEqual({ pipes: 1, waiting: 1 });
     await request('/pipe', { method: 'PUT', body: 'x' });
     expect(await (await waiting).text()).toBe('x');
+  });
+});
+
+describe('the window (in process: no socket buffers between the two ends)', () => {
+  const MiB = 1024 * 1024;
+  const CHUNK = 64 * 1024;
+  const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it.each([
+    ['the default (1 MiB in memory)', undefined, MiB],
+    ['a configured 256 KiB', 256 * 1024, 256 * 1024],
+  ])('a receiver that reads nothing holds the sender to %s', async (_, windowBytes, window) => {
+    const { request } = setup(windowBytes === undefined ? {} : { broker: { windowBytes } });
+    const total = 4 * MiB;
+    let pulled = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulled >= total) return controller.close();
+        controller.enqueue(new Uint8Array(CHUNK).fill(pulled / CHUNK));
+        pulled += CHUNK;
+      },
+    });
+    const receiving = request('/window');
+    const sending = request('/window', { method: 'PUT', body, duplex: 'half' } as RequestInit);
+    const received = await receiving;
+    // Wait until the sender is held: nothing pulled for 200 ms (bounded: a sender never held is a failure).
+    let last = -1;
+    for (let quiet = 0, i = 0; quiet < 10 && i < 250; i++) {
+      quiet = pulled === last ? quiet + 1 : 0;
+      last = pulled;
+      await delay(20);
+    }
+    // Held: a full window, plus one chunk past it (the window takes a write while it has room), the chunk
+    // the broker holds waiting for room and the one the request stream pulls ahead.
+    expect(pulled).toBeGreaterThanOrEqual(window);
+    expect(pulled).toBeLessThanOrEqual(window + 3 * CHUNK);
+    // And it flows again once the receiver reads: every byte arrives.
+    expect((await received.arrayBuffer()).byteLength).toBe(total);
+    expect(await (await sending).text()).toContain('Sent successfully!');
   });
 });
 

@@ -15,9 +15,10 @@ describe('config', () => {
         maxHeaderBytes: 16_384,
         headersTimeoutMs: 30_000,
         trustProxies: [],
+        h2c: false,
       },
       auth: { mode: 'open', secrets: [], tokens: [], metricsPublic: false, maxTtlSeconds: 604_800 },
-      broker: { resumeGraceMs: 30_000 },
+      broker: { resumeGraceMs: 30_000, socketBufferBytes: 16 * 1024 * 1024 },
       limits: {
         maxReceivers: 32,
         maxPathBytes: 1024,
@@ -25,7 +26,7 @@ describe('config', () => {
         maxWaiting: 10_000,
         waitTimeoutMs: 600_000,
         idleTimeoutMs: 120_000,
-        perClient: { requestsPerSecond: 20, burst: 200, maxPipes: 500, maxWaiting: 200, maxTracked: 100_000 },
+        perClient: { requestsPerSecond: 20, burst: 200, maxPipes: 500, maxWaiting: 400, maxTracked: 100_000 },
       },
       selfheal: { intervalMs: 1000, probeTimeoutMs: 1000, auditSize: 200, rules: [] },
     });
@@ -67,6 +68,14 @@ describe('config', () => {
     );
     expect(() => parseConfig({ broker: { redis: 'redis://a', cluster: ['b:1'] } })).toThrow(
       'broker: give either redis or cluster, not both',
+    );
+  });
+
+  it('h2c defaults off, --h2c turns it on, and it cannot be combined with tls', () => {
+    expect(parseConfig({}).server.h2c).toBe(false);
+    expect(loadConfig({ h2c: true }, {}).server.h2c).toBe(true);
+    expect(() => parseConfig({ server: { h2c: true, tls: { cert: 'c.pem', key: 'k.pem' } } })).toThrow(
+      /server\.h2c: h2c is cleartext HTTP\/2/,
     );
   });
 
@@ -115,5 +124,27 @@ describe('config', () => {
     expect(() => loadConfig({}, { PORT: '80x' })).toThrow(
       "server.port: PORT must be a port number, got '80x'",
     );
+  });
+
+  it('takes EDGEPIPE_CONFIG and --config as the JSON text itself too, the same on every runtime', () => {
+    const text = ' {"limits":{"maxReceivers":3},"broker":{"redis":"redis://from-text:6379"}}';
+    expect(loadConfig({}, { EDGEPIPE_CONFIG: text }).limits.maxReceivers).toBe(3);
+    expect(loadConfig({ config: text }, {}).limits.maxReceivers).toBe(3);
+    // The environment still beats the config, as with a file.
+    expect(loadConfig({}, { EDGEPIPE_CONFIG: text, REDIS_URL: 'redis://env:6379' }).broker.redis).toBe(
+      'redis://env:6379',
+    );
+    expect(() => loadConfig({}, { EDGEPIPE_CONFIG: '{"limits":' })).toThrow(
+      /^the config JSON \(--config or EDGEPIPE_CONFIG\) is not valid JSON/,
+    );
+  });
+
+  it('counts an empty variable or flag as not given (REDIS_URL= in a compose file)', () => {
+    const config = loadConfig(
+      { host: '', port: '', redis: '', config: '' },
+      { REDIS_URL: '', HOST: '', PORT: '', EDGEPIPE_CONFIG: '', EDGEPIPE_SECRETS: '' },
+    );
+    expect(config.broker.redis).toBeUndefined();
+    expect(config.server).toMatchObject({ host: '0.0.0.0', port: 8080 });
   });
 });

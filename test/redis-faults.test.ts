@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RESUMABLE_HEADER } from '../src/protocol/resumable.js';
 import { run, type ServerProcess, spawnServer } from './helpers/processes.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
@@ -11,6 +12,8 @@ const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('h
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const MiB = 1024 * 1024;
 const work = mkdtempSync(join(tmpdir(), 'edgepipe-faults-'));
+/** Clients that can resume say so: only they keep their place when they drop (issue 11, item 5). */
+const RESUMABLE = { [RESUMABLE_HEADER]: '1' };
 
 /** A config file giving dropped parties a grace period the test can wait out. */
 function configFile(resumeGraceMs: number): string {
@@ -33,7 +36,7 @@ async function until<T>(probe: () => Promise<T | undefined>, what: string, ms = 
  * An upload the test controls: `push` hands bytes to the request body, `cut` kills the connection (the
  * server sees the upload break off, as when a client's network drops).
  */
-function controlledUpload(url: string) {
+function controlledUpload(url: string, headers: Record<string, string> = {}) {
   const abort = new AbortController();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   const body = new ReadableStream<Uint8Array>({
@@ -41,7 +44,13 @@ function controlledUpload(url: string) {
       controller = c;
     },
   });
-  const response = fetch(url, { method: 'PUT', body, duplex: 'half', signal: abort.signal } as RequestInit);
+  const response = fetch(url, {
+    method: 'PUT',
+    body,
+    headers,
+    duplex: 'half',
+    signal: abort.signal,
+  } as RequestInit);
   response.catch(() => {});
   return {
     response,
@@ -94,7 +103,16 @@ describe('resuming over HTTP, across instances', () => {
     const data = randomBytes(24 * MiB);
     const file = join(work, 'curl-resume.bin');
     const sending = fetch(`${a!.url}/f/curl`, { method: 'PUT', body: data });
-    const first = spawn('curl', ['-sS', '--limit-rate', '4M', '-o', file, `${a!.url}/f/curl`]);
+    const first = spawn('curl', [
+      '-sS',
+      '--limit-rate',
+      '4M',
+      '-H',
+      `${RESUMABLE_HEADER}: 1`,
+      '-o',
+      file,
+      `${a!.url}/f/curl`,
+    ]);
     const firstExit = new Promise((resolve) => first.once('exit', (_code, signal) => resolve(signal)));
     await until(
       async () => (statSync(file, { throwIfNoEntry: false })?.size ?? 0) > 3 * MiB || undefined,
@@ -119,10 +137,10 @@ describe('resuming over HTTP, across instances', () => {
     expect(await (await sending).text()).toContain('All receiver(s) was/were received successfully.');
   });
 
-  it('Range answers 206 with the exact Content-Range, ?offset 200; offsets past the end 416', async () => {
+  it('Range answers 206 with the exact Content-Range, ?offset 200; ranges past the end 416', async () => {
     const [a, b] = await Promise.all([server(redis.url), server(redis.url)]);
     const data = randomBytes(10 * MiB + 3);
-    const receiving = fetch(`${a!.url}/h/range`);
+    const receiving = fetch(`${a!.url}/h/range`, { headers: RESUMABLE });
     await delay(100);
     const sending = fetch(`${b!.url}/h/range`, { method: 'PUT', body: data });
     const first = await receiving;
@@ -157,12 +175,30 @@ describe('resuming over HTTP, across instances', () => {
     expect(await (await sending).text()).toContain('All receiver(s) was/were received successfully.');
   });
 
+  it('?offset= may name the very end: an empty rest (a range there is 416, as RFC 9110 says)', async () => {
+    const [a] = await Promise.all([server(redis.url)]);
+    for (const size of [0, 1000]) {
+      const data = randomBytes(size);
+      const path = `${a!.url}/h/end-${size}`;
+      const receiving = fetch(path, { headers: RESUMABLE });
+      await delay(100);
+      const sending = fetch(path, { method: 'PUT', body: data });
+      expect(Buffer.from(await (await receiving).arrayBuffer()).equals(data)).toBe(true);
+      expect(await (await sending).text()).toContain('All receiver(s) was/were received successfully.');
+      const rest = await fetch(`${path}?offset=${size}`);
+      expect(rest.status).toBe(200);
+      expect(rest.headers.get('content-length')).toBe('0');
+      expect((await rest.arrayBuffer()).byteLength).toBe(0);
+      if (size > 0) expect((await fetch(path, { headers: { Range: `bytes=${size}-` } })).status).toBe(416);
+    }
+  });
+
   it('a sender whose upload broke asks HEAD for the offset and continues with ?offset=', async () => {
     const [a, b] = await Promise.all([server(redis.url), server(redis.url)]);
     const data = randomBytes(12 * MiB + 5);
     const receiving = fetch(`${b!.url}/f/up`).then((r) => countingReader(r));
     await delay(100);
-    const upload = controlledUpload(`${a!.url}/f/up`);
+    const upload = controlledUpload(`${a!.url}/f/up`, RESUMABLE);
     upload.push(data.subarray(0, 5 * MiB));
     const receiver = await receiving;
     await until(async () => receiver.received() > 2 * MiB || undefined, 'the receiver got 2 MiB');
@@ -173,6 +209,7 @@ describe('resuming over HTTP, across instances', () => {
       return response.headers.get('x-edgepipe-sender') === 'dropped' ? response : undefined;
     }, 'the sender counts as dropped');
     expect(head.headers.get('x-edgepipe-state')).toBe('transferring');
+    expect(head.headers.get('x-edgepipe-resumable')).toBe('1');
     const offset = Number(head.headers.get('upload-offset'));
     expect(offset).toBeGreaterThan(0);
     expect(offset).toBeLessThanOrEqual(5 * MiB);
@@ -243,7 +280,7 @@ describe('resuming over HTTP, across instances', () => {
     const [a] = await Promise.all([server(redis.url, 500)]);
     const receiving = fetch(`${a!.url}/g/late`).then((r) => countingReader(r));
     await delay(100);
-    const upload = controlledUpload(`${a!.url}/g/late`);
+    const upload = controlledUpload(`${a!.url}/g/late`, RESUMABLE);
     upload.push(randomBytes(1 * MiB));
     const receiver = await receiving;
     await until(async () => receiver.received() === MiB || undefined, 'the receiver got it all');

@@ -23,7 +23,7 @@ afterAll(async () => {
 
 describe('instances sharing one Redis', () => {
   it('announces the Redis broker at start', () => {
-    expect(a.output()).toContain(`(Redis broker at 127.0.0.1:${redis.port})`);
+    expect(a.output()).toContain(`(Redis broker at 127.0.0.1:${redis.port}, node `);
   });
 
   it('sender on A, receiver on B, in both orders, byte-exact', async () => {

@@ -6,20 +6,31 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SigningKeys, signedQuery } from '../src/access/capability-url.js';
 import { type LatencyProxy, startLatencyProxy } from './helpers/latency-proxy.js';
-import { repoRoot, run, type ServerProcess, spawnListening, spawnServer } from './helpers/processes.js';
+import {
+  ENTRY_RUNTIMES,
+  type EntryRuntime,
+  entryCommand,
+  repoRoot,
+  run,
+  type ServerProcess,
+  spawnListening,
+} from './helpers/processes.js';
 import { runProtocolSuite } from './helpers/protocol-suite.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { selfSignedCert } from './helpers/tls-cert.js';
 
-const bin = (name: string) => join(repoRoot, 'node_modules', '.bin', name);
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
-/** How each runtime starts (the same commands as `npm run start:<runtime>`, on a free port). */
-const RUNTIMES = {
-  bun: (env: NodeJS.ProcessEnv) => spawnListening(bin('bun'), ['dist/adapter/bun/index.js'], env),
-  deno: (env: NodeJS.ProcessEnv) =>
-    spawnListening(bin('deno'), ['run', '-A', 'dist/adapter/deno/index.js'], env),
-} as const;
+/**
+ * How each runtime starts (the same commands as `npm start` and `npm run start:<runtime>`, on a free port).
+ * Node is one of them: the protocol suite holds every runtime to the same protocol, Node included.
+ */
+const RUNTIMES = Object.fromEntries(
+  ENTRY_RUNTIMES.map((runtime) => {
+    const [command, args] = entryCommand(runtime);
+    return [runtime, (env: NodeJS.ProcessEnv) => spawnListening(command, args, env)];
+  }),
+) as Record<EntryRuntime, (env: NodeJS.ProcessEnv) => Promise<ServerProcess>>;
 
 const LOCAL = { HOST: '127.0.0.1', PORT: '0' };
 const SECRET = 'runtime-secret-runtime-secret-runtime';
@@ -30,12 +41,26 @@ async function signedPath(scope: 'send' | 'recv', path: string): Promise<string>
   return `${path}?${await signedQuery(new SigningKeys([SECRET]), { scope, path, prefix: false, expiresAt })}`;
 }
 
-/** `wrangler dev` (workerd, offline) on a free port; `vars` become the Worker's bindings. */
-async function startWorker(vars: Record<string, string>, extra: string[] = []): Promise<ServerProcess> {
+/** The variables `npm run dev:worker` forwards to the Worker, none set unless a test sets them. */
+const NO_WORKER_VARS = { REDIS_URL: '', EDGEPIPE_CONFIG: '', EDGEPIPE_SECRETS: '', EDGEPIPE_ADMIN_TOKEN: '' };
+
+/**
+ * `npm run dev:worker` (wrangler dev: workerd, offline) on a free port, after its build step (`npm test`
+ * builds before vitest); `vars` are set in its environment as a user would set them.
+ */
+async function startWorker(
+  vars: Partial<Record<keyof typeof NO_WORKER_VARS, string>>,
+  extra: string[] = [],
+): Promise<ServerProcess> {
   const port = await freePort();
-  const args = ['dev', '--port', String(port), '--ip', '127.0.0.1', ...extra];
-  for (const [name, value] of Object.entries(vars)) args.push('--var', `${name}:${value}`);
-  return spawnListening(bin('wrangler'), args, { WRANGLER_SEND_METRICS: 'false', CI: '1' });
+  return spawnListening(process.execPath, [join(repoRoot, 'dist/cli/dev-worker.js'), ...extra], {
+    ...NO_WORKER_VARS,
+    ...vars,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    WRANGLER_SEND_METRICS: 'false',
+    CI: '1',
+  });
 }
 
 for (const [name, start] of Object.entries(RUNTIMES)) {
@@ -50,6 +75,7 @@ for (const [name, start] of Object.entries(RUNTIMES)) {
     it('announces itself', () => {
       expect(server.output()).toMatch(new RegExp(`\\(in-memory broker, ${name} \\d`));
     });
+    // Bun and Deno serve through their node:http, which gives the raw target and every header line.
     runProtocolSuite(`${name} (memory)`, () => server.url);
 
     it('serves HTTPS from server.tls and verifies signed URLs with Web Crypto', async () => {
@@ -72,6 +98,35 @@ for (const [name, start] of Object.entries(RUNTIMES)) {
         expect(sha256(received.stdout)).toBe(sha256(body));
         const swapped = await curl(['-o', '/dev/null', '-w', '%{http_code}', `${secure.url}${send}`]);
         expect(swapped.stdout.toString()).toBe('403');
+        // ALPN offers both protocols on the one port. The HTTP/2 upload, with a declared length, is longer than
+        // the 1 MiB stream window, so it only arrives if the server keeps granting window (Bun's
+        // setLocalWindowSize stopped that at exactly 1 MiB).
+        const large = join(mkdtempSync(join(tmpdir(), `edgepipe-${name}-`)), 'large.bin');
+        const largeBody = randomBytes(3 * 1024 * 1024);
+        writeFileSync(large, largeBody);
+        for (const [flag, version] of [
+          ['--http2', '2'],
+          ['--http1.1', '1.1'],
+        ] as const) {
+          const path = `/tls/${version}`;
+          const [got, put] = await Promise.all([
+            curl([flag, '-f', `${secure.url}${await signedPath('recv', path)}`]),
+            curl([
+              flag,
+              '-f',
+              '-o',
+              '/dev/null',
+              '-w',
+              '%{http_version}',
+              '-T',
+              large,
+              `${secure.url}${await signedPath('send', path)}`,
+            ]),
+          ]);
+          expect(put.code).toBe(0);
+          expect(put.stdout.toString()).toBe(version);
+          expect(sha256(got.stdout)).toBe(sha256(largeBody));
+        }
       } finally {
         secure.kill();
       }
@@ -89,13 +144,11 @@ describe('runtimes sharing one Redis', () => {
     writeFileSync(config, JSON.stringify({ broker: { resumeGraceMs: 300 } }));
     const env = { ...LOCAL, REDIS_URL: redis.url, EDGEPIPE_CONFIG: config };
     const [node, bun, deno, workers] = await Promise.all([
-      spawnServer([], { REDIS_URL: redis.url, EDGEPIPE_CONFIG: config }),
+      RUNTIMES.node(env),
       RUNTIMES.bun(env),
       RUNTIMES.deno(env),
-      startWorker({
-        REDIS_URL: redis.url,
-        EDGEPIPE_CONFIG: JSON.stringify({ broker: { resumeGraceMs: 300 } }),
-      }),
+      // One config story: the same file reaches the Worker (`npm run dev:worker` passes its contents).
+      startWorker({ REDIS_URL: redis.url, EDGEPIPE_CONFIG: config }),
     ]);
     Object.assign(servers, { node, bun, deno, workers });
   });
@@ -104,10 +157,32 @@ describe('runtimes sharing one Redis', () => {
     await redis?.stop();
   });
 
+  runProtocolSuite('node (redis)', () => servers.node!.url);
   runProtocolSuite('bun (redis)', () => servers.bun!.url);
   runProtocolSuite('deno (redis)', () => servers.deno!.url);
   // See ProtocolSuiteOptions: under wrangler dev an errored chunked body ends like a clean one.
-  runProtocolSuite('workers (redis)', () => servers.workers!.url, { abortWithDeclaredLength: true });
+  // workerd resolves dot segments before the Worker runs, and joins repeated headers. It notices a client
+  // that left only when a write to it fails (see seesIdleDisconnect).
+  runProtocolSuite('workers (redis)', () => servers.workers!.url, {
+    abortWithDeclaredLength: true,
+    dotSegments: 'resolved',
+    joinsRepeatedHeaders: true,
+    seesIdleDisconnect: false,
+  });
+
+  it('dev:worker: a PUT logs no "Failed to drain the unused request body" (issue 11)', async () => {
+    const receiving = fetch(`${servers.workers!.url}/drain-log`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const sent = await fetch(`${servers.workers!.url}/drain-log`, {
+      method: 'PUT',
+      body: randomBytes(65_536),
+    });
+    expect(await sent.text()).toContain('Sent successfully!');
+    await (await receiving).arrayBuffer();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(servers.workers!.output()).toContain('PUT /drain-log 200 OK');
+    expect(servers.workers!.output()).not.toContain('Failed to drain');
+  });
 
   for (const [from, to] of [
     ['bun', 'node'],
@@ -145,8 +220,15 @@ describe('workers without Redis', () => {
     const signedWorker = await startWorker({
       EDGEPIPE_CONFIG: JSON.stringify({ auth: { mode: 'signed' } }),
       EDGEPIPE_SECRETS: SECRET,
+      EDGEPIPE_ADMIN_TOKEN: 'worker-admin-token',
     });
     try {
+      // dev:worker forwarded the admin token too.
+      expect((await fetch(`${signedWorker.url}/_/metrics`)).status).toBe(401);
+      const metrics = await fetch(`${signedWorker.url}/_/metrics`, {
+        headers: { Authorization: 'Bearer worker-admin-token' },
+      });
+      expect(metrics.status).toBe(200);
       expect((await fetch(`${signedWorker.url}/w/pipe`)).status).toBe(401);
       const recv = await signedPath('recv', '/w/pipe');
       expect((await fetch(`${signedWorker.url}${recv.replace('/w/pipe', '/w/other')}`)).status).toBe(403);
@@ -164,8 +246,53 @@ describe('workers without Redis', () => {
       '[ERROR] edgepipe on Cloudflare Workers needs a Redis: set the REDIS_URL secret (the in-memory broker ' +
         "cannot pass bytes between requests there, as one request may not touch another's stream).\n",
     );
-    expect((await fetch(`${worker.url}/_/health`)).status).toBe(200);
     expect(await (await fetch(`${worker.url}/help`)).text()).toContain('curl -T myfile');
+  });
+
+  it('says so on /_/health: 503 with the reason, not "ok" while every pipe is refused', async () => {
+    const health = await fetch(`${worker.url}/_/health`);
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({
+      status: 'unavailable',
+      reason: expect.stringContaining('needs a Redis: set the REDIS_URL secret'),
+      broker: { pipes: 0, waiting: 0 },
+    });
+  });
+
+  it('a path in EDGEPIPE_CONFIG (no file system on Workers) is refused with the reason', async () => {
+    // Set as wrangler sets a `.dev.vars` line, without dev:worker (which would read the file).
+    const port = await freePort();
+    const wrangler = join(repoRoot, 'node_modules', '.bin', 'wrangler');
+    const args = [
+      'dev',
+      '--port',
+      String(port),
+      '--ip',
+      '127.0.0.1',
+      '--var',
+      'EDGEPIPE_CONFIG:./edgepipe.json',
+    ];
+    const pathWorker = await spawnListening(wrangler, args, { WRANGLER_SEND_METRICS: 'false', CI: '1' });
+    try {
+      const res = await fetch(`${pathWorker.url}/some/pipe`);
+      expect(res.status).toBe(500);
+      expect(await res.text()).toBe(
+        "[ERROR] EDGEPIPE_CONFIG must hold the JSON config itself on Workers (there are no files to read), got './edgepipe.json' (npm run dev:worker passes the contents of a local file)\n",
+      );
+    } finally {
+      pathWorker.kill();
+    }
+  });
+
+  it('dev:worker refuses a bad config before wrangler starts: one line, exit 2', async () => {
+    const result = await run(process.execPath, [join(repoRoot, 'dist/cli/dev-worker.js')], {
+      env: { ...NO_WORKER_VARS, EDGEPIPE_CONFIG: '{"limits":{"maxReceivers":0}}' },
+      timeoutMs: 20_000,
+    });
+    expect(result.stderr.trim()).toBe(
+      'edgepipe: invalid configuration: limits.maxReceivers: Too small: expected number to be >=1',
+    );
+    expect(result.code).toBe(2);
   });
 });
 

@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import * as hdr from 'hdr-histogram-js';
+import { describe, expect, it, vi } from 'vitest';
 import { AuditTrail } from '../src/selfheal/audit-trail.js';
 import type { HookConfig, SelfHealEvent } from '../src/selfheal/hook-types.js';
 import { LatencyWindows, type WindowStats } from '../src/selfheal/latency-windows.js';
@@ -108,6 +109,27 @@ describe('rule state (injected time, no sleeping)', () => {
 });
 
 describe('latency windows', () => {
+  it("computes a closed window's quantile once, however often it is asked for (a scrape is cheap)", () => {
+    const windows = new LatencyWindows();
+    for (let i = 0; i < 20; i++) windows.record('redis', i + 1);
+    windows.rotate();
+    // The class every histogram is made of: a spy that counts and calls through, not a stand-in.
+    let proto = Object.getPrototypeOf(hdr.build({ useWebAssembly: false, bitBucketSize: 'packed' }));
+    while (!Object.hasOwn(proto, 'getValueAtPercentile')) proto = Object.getPrototypeOf(proto);
+    const walks = vi.spyOn(proto, 'getValueAtPercentile');
+    try {
+      for (let i = 0; i < 100; i++)
+        expect(windows.lastWindow().get('redis')!.quantile(0.99)).toBeCloseTo(20, 1);
+      expect(walks).toHaveBeenCalledTimes(1);
+      // The next window is computed afresh.
+      windows.record('redis', 40);
+      expect(windows.rotate().get('redis')!.quantile(0.99)).toBeCloseTo(40, 1);
+      expect(walks).toHaveBeenCalledTimes(2);
+    } finally {
+      walks.mockRestore();
+    }
+  });
+
   it('quantiles match the exact quantiles of random data within the histogram error bound', () => {
     const windows = new LatencyWindows();
     const samples: number[] = [];

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LatencyProxy, startLatencyProxy } from './helpers/latency-proxy.js';
+import { startLatencyProxyThread, type ThreadedLatencyProxy } from './helpers/latency-proxy-thread.js';
 import { type ServerProcess, spawnServer } from './helpers/processes.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
@@ -17,16 +17,19 @@ const SECRET = 'hook-secret';
 
 let primary: TestRedis;
 let standby: TestRedis;
-let proxy: LatencyProxy;
+let proxy: ThreadedLatencyProxy;
 let webhook: Server;
 const hookCalls: Array<{ body: string; signature: string | undefined }> = [];
 const commandOutput = join(work, 'rollback-event.json');
 let a: ServerProcess;
 let b: ServerProcess;
+/** The running traffic, stopped before the servers go (a transfer cut by the teardown is no failure). */
+let traffic: ReturnType<typeof trafficLoop> | undefined;
 
 beforeAll(async () => {
   [primary, standby] = await Promise.all([startTestRedis(), startTestRedis()]);
-  proxy = await startLatencyProxy(primary.port);
+  // In a thread of its own: in the test's thread, the traffic it generates would delay the proxied bytes.
+  proxy = await startLatencyProxyThread(primary.port);
   webhook = createServer((request, response) => {
     let body = '';
     request.on('data', (chunk) => {
@@ -83,6 +86,7 @@ beforeAll(async () => {
   [a, b] = await Promise.all([spawnServer(['--config', config]), spawnServer(['--config', config])]);
 });
 afterAll(async () => {
+  await traffic?.stop();
   for (const server of [a, b]) server?.kill();
   await proxy?.close();
   await new Promise((resolve) => webhook?.close(resolve));
@@ -92,6 +96,13 @@ afterAll(async () => {
 async function backendOf(server: ServerProcess): Promise<string> {
   const status = (await (await fetch(`${server.url}/_/selfheal`)).json()) as { backend: string };
   return status.backend;
+}
+
+async function auditOf(server: ServerProcess) {
+  return (await (await fetch(`${server.url}/_/selfheal`)).json()) as {
+    events: Array<{ instance: string; kind: string; rule: string }>;
+    rules: Array<{ name: string }>;
+  };
 }
 
 async function until(what: string, condition: () => Promise<boolean>, ms: number): Promise<number> {
@@ -144,21 +155,25 @@ function trafficLoop() {
 
 describe('self-healing with real processes: two instances, a primary behind a latency proxy, a standby', () => {
   it('reroutes both instances on injected latency, comes back after the hysteresis, and fires the hooks', async () => {
-    const traffic = trafficLoop();
+    const load = trafficLoop();
+    traffic = load;
     await delay(1000);
     expect(await backendOf(a)).toBe('primary');
-    expect(traffic.tally.ok).toBeGreaterThan(0);
+    expect(load.tally.ok).toBeGreaterThan(0);
 
-    proxy.setDelay(100);
+    await proxy.setDelay(100);
     const rerouteMs = await until(
       'both instances reroute',
       async () => (await backendOf(a)) === 'standby' && (await backendOf(b)) === 'standby',
       15_000,
     );
+    // Read now: on a busy machine the rollback rule's later breaches (held back by its cooldown) can push these
+    // entries out of the 50 that `/_/selfheal` shows.
+    const rerouted = await auditOf(a);
 
     // New transfers across the two instances go through the standby.
-    const okBefore = traffic.tally.ok;
-    await until('transfers go on through the standby', async () => traffic.tally.ok >= okBefore + 5, 15_000);
+    const okBefore = load.tally.ok;
+    await until('transfers go on through the standby', async () => load.tally.ok >= okBefore + 5, 15_000);
     const standbyClient = new Redis(standby.url);
     const waiting = fetch(`${a.url}/on/standby`);
     await until(
@@ -169,19 +184,22 @@ describe('self-healing with real processes: two instances, a primary behind a la
     await fetch(`${b.url}/on/standby`, { method: 'PUT', body: 'via standby' });
     expect(await (await waiting).text()).toBe('via standby');
 
-    proxy.setDelay(0);
+    await proxy.setDelay(0);
     const returnMs = await until(
       'both instances return to the primary',
       async () => (await backendOf(a)) === 'primary' && (await backendOf(b)) === 'primary',
-      15_000,
+      30_000,
     );
-    await traffic.stop();
-    expect(traffic.tally.silentlyWrong).toBe(0);
-    expect(traffic.tally.ok).toBeGreaterThan(10);
+    await load.stop();
     console.log(
       `self-heal: reroute after ${rerouteMs} ms, return after ${returnMs} ms; ` +
-        `transfers ok ${traffic.tally.ok}, failed loudly ${traffic.tally.failedLoudly}`,
+        `transfers ok ${load.tally.ok}, failed loudly ${load.tally.failedLoudly}`,
     );
+    expect(load.tally.silentlyWrong).toBe(0);
+    // Nothing is lost by a switch: a transfer stays on the backend it started on, and the parties of one path
+    // meet whichever instance switched first (issue 11, item 10: this was never checked).
+    expect(load.tally.failedLoudly).toBe(0);
+    expect(load.tally.ok).toBeGreaterThan(10);
 
     // The rollback hook: a signed webhook from each instance, and the command's file.
     await until('both instances called the webhook', async () => hookCalls.length >= 2, 5000);
@@ -199,13 +217,11 @@ describe('self-healing with real processes: two instances, a primary behind a la
     expect(JSON.parse(readFileSync(commandOutput, 'utf8'))).toMatchObject({ rule: 'redis-rollback' });
 
     // The audit trail is shared through Redis: one instance shows the other's decisions too.
-    const status = (await (await fetch(`${a.url}/_/selfheal`)).json()) as {
-      events: Array<{ instance: string; kind: string; rule: string }>;
-      rules: Array<{ name: string }>;
-    };
-    const kinds = new Set(status.events.map((event) => event.kind));
+    const status = await auditOf(a);
+    const kinds = new Set([...rerouted.events, ...status.events].map((event) => event.kind));
     for (const kind of ['breach', 'fired', 'backend', 'recovered', 'hook']) expect(kinds).toContain(kind);
-    expect(new Set(status.events.map((event) => event.instance)).size).toBe(2);
+    const firedBy = rerouted.events.filter((event) => event.kind === 'fired').map((event) => event.instance);
+    expect(new Set(firedBy).size).toBe(2);
     expect(status.rules.map((rule) => rule.name)).toEqual(['redis-slow', 'redis-rollback']);
 
     const metrics = await (await fetch(`${b.url}/_/metrics`)).text();

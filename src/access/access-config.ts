@@ -1,6 +1,9 @@
 import { z } from 'zod';
 
-/** What a credential lets its holder do on a pipe. */
+/**
+ * What a pipe request asks to do, and what a bearer token's `scopes` list (a token that may do both lists
+ * both). A capability URL has one scope, so it spells "both" `both` (see `CAPABILITY_SCOPES`).
+ */
 export const SCOPES = ['send', 'recv'] as const;
 export type Scope = (typeof SCOPES)[number];
 
@@ -70,10 +73,18 @@ export const perClientSchema = z
     requestsPerSecond: z.number().min(0).default(20),
     /** Requests a client may make at once above its average before being answered 429. */
     burst: z.number().int().min(1).default(200),
-    /** Pipe requests (waiting or transferring) one client may have open at once. */
+    /**
+     * Pipe requests (waiting or transferring) one client may have open at once: its connections, and the
+     * bytes their pipes' windows hold (`broker.windowBytes` each at most).
+     */
     maxPipes: z.number().int().min(1).default(500),
-    /** Of those, how many may be waiting for their peer at once. */
-    maxWaiting: z.number().int().min(1).default(200),
+    /**
+     * Of those, how many may be waiting for their peer at once. Each holds a socket and ~30 KiB (Node,
+     * measured), so one client holds ~12 MiB waiting and filling the instance's 10,000 takes 25 addresses.
+     * Both ends of a transfer count as waiting until the broker has paired them, so this lets one client set
+     * up 200 transfers at once (at 200, concurrent transfers through Redis were refused at the cap).
+     */
+    maxWaiting: z.number().int().min(1).default(400),
     /** Clients whose counts are kept; beyond it the least recently seen are forgotten. */
     maxTracked: z.number().int().min(100).max(10_000_000).default(100_000),
   })

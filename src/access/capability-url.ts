@@ -1,14 +1,33 @@
 import type { Scope } from './access-config.js';
 
 /**
+ * What a capability URL lets its holder do: `send` (PUT/POST), `recv` (GET) or `both`. `both` is for a tunnel,
+ * whose ends each send and receive on many pipes of one namespace (issue 13); one URL then covers a tunnel.
+ * Bearer tokens list their scopes instead (`SCOPES`), so `both` is a URL's spelling only.
+ */
+export const CAPABILITY_SCOPES = ['send', 'recv', 'both'] as const;
+export type CapabilityScope = (typeof CAPABILITY_SCOPES)[number];
+
+/** Whether a capability of scope `granted` admits a request that asks to `wanted`. */
+function scopeAdmits(granted: CapabilityScope, wanted: Scope): boolean {
+  return granted === 'both' || granted === wanted;
+}
+
+function isCapabilityScope(text: string | null): text is CapabilityScope {
+  return (CAPABILITY_SCOPES as readonly (string | null)[]).includes(text);
+}
+
+/**
  * Capability URLs: a pipe URL that carries what its holder may do, until when, signed with HMAC-SHA256 over
  * Web Crypto (so every runtime verifies it the same way). The query names are short for curl one-liners:
  * `scope`, `exp` (Unix seconds), `prefix` (a namespace: the URL may name any pipe at or below it), `sig`
  * (base64url).
  * A signed `n` is part of the signature: the holder cannot change how many receivers the pipe has.
+ * With `prefix`, a client names a pipe below the namespace by extending the URL's path and keeping its query
+ * as it is (`/tunnel/ctl/0?scope=both&exp=...&prefix=%2Ftunnel&sig=...`).
  */
 export interface Capability {
-  readonly scope: Scope;
+  readonly scope: CapabilityScope;
   /** The pipe path, or with `prefix` the namespace. Percent-encoded, as in the URL. */
   readonly path: string;
   readonly prefix: boolean;
@@ -130,8 +149,8 @@ export async function checkCapability(
   const signedScope = params.get('scope');
   const expiry = params.get('exp') ?? '';
   const prefixFlag = params.get('prefix');
-  if (signedScope !== 'send' && signedScope !== 'recv') {
-    return { status: 403, reason: 'The signed URL has no valid scope (send or recv).' };
+  if (!isCapabilityScope(signedScope)) {
+    return { status: 403, reason: 'The signed URL has no valid scope (send, recv or both).' };
   }
   if (!/^[0-9]{1,12}$/.test(expiry)) return { status: 403, reason: 'The signed URL has no valid expiry.' };
   const rawN = params.get('n');
@@ -150,7 +169,7 @@ export async function checkCapability(
     if (await keys.verify(candidate, signature)) valid = true;
   }
   if (!valid) return { status: 403, reason: 'The signature does not match this URL.' };
-  if (signedScope !== scope) {
+  if (!scopeAdmits(signedScope, scope)) {
     return {
       status: 403,
       reason: `This URL is signed for ${signedScope === 'send' ? 'sending' : 'receiving'} only.`,

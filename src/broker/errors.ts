@@ -1,3 +1,4 @@
+import { ALL_RECEIVERS_GONE } from '../protocol/transcript-lines.js';
 /**
  * Domain errors of the pipe contract. Callers match them with `instanceof` or `code`, never by message text;
  * the messages are written for a curl user and end up in `[ERROR] ...` lines.
@@ -63,7 +64,7 @@ export class ReceiversGoneError extends PipeError {
   readonly code = 'RECEIVERS_GONE';
   override name = 'ReceiversGoneError';
   constructor() {
-    super('All receiver(s) was/were closed halfway.');
+    super(ALL_RECEIVERS_GONE);
   }
 }
 

@@ -53,6 +53,7 @@ export interface FailoverBrokerOptions {
  * standby and moves there as soon as someone waits on it. A party on the standby never moves.
  */
 export class FailoverBroker implements Broker {
+  readonly resumable = true;
   private active: BackendName = 'primary';
 
   constructor(

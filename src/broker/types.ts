@@ -29,6 +29,12 @@ export interface OpenOptions {
   readonly path: string;
   /** How many receivers the pipe has; every party of one pipe must say the same. */
   readonly receivers: number;
+  /**
+   * The client can resume (it said so, or it is resuming). A backend that can resume holds the place of
+   * such a party for a grace period when it drops mid-transfer; any other party that drops is gone at once
+   * (its receivers see a cut body, its sender is told), as when nothing can resume. Default false.
+   */
+  readonly resumable?: boolean;
 }
 
 export interface OpenSenderOptions extends OpenOptions {
@@ -121,10 +127,20 @@ export interface BrokerStats {
   readonly pipes: number;
   /** Parties (senders and receivers) waiting for their peers. */
   readonly waiting: number;
+  /**
+   * Why this broker refuses every pipe (no backend it can use, e.g. Workers without a Redis); absent while
+   * it serves pipes. `/_/health` answers 503 with it, so a load balancer takes the instance out.
+   */
+  readonly unavailable?: string;
 }
 
 /** A pipe backend. Each backend owns its connections and resources. */
 export interface Broker {
+  /**
+   * Whether a party that drops can resume here (`resumeAt`, `Range`): true where the broker keeps what was
+   * sent (Redis), false where nothing outlives a connection (in memory). `HEAD` tells clients.
+   */
+  readonly resumable: boolean;
   /** Resolves when the backend can take pipes. */
   ready(): Promise<void>;
   /**

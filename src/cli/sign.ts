@@ -1,7 +1,7 @@
 import ms from 'ms';
-import type { Scope } from '../access/access-config.js';
-import { SigningKeys, signedQuery } from '../access/capability-url.js';
+import { type CapabilityScope, SigningKeys, signedQuery } from '../access/capability-url.js';
 import { ConfigError } from '../config.js';
+import { dotSegmentIn } from '../routes/dot-segments.js';
 import { pipePathOf } from '../routes/pipe-target.js';
 import { loadConfig } from './load-config.js';
 
@@ -12,8 +12,26 @@ export interface SignFlags {
   readonly n?: string;
   readonly ttl: string;
   readonly prefix?: boolean;
+  /** `--send --recv --prefix`: one URL for every pipe of a tunnel's namespace. */
+  readonly tunnel?: boolean;
   readonly url: string;
   readonly config?: string;
+}
+
+/**
+ * `--ttl` in milliseconds: a bare number is seconds (`3600`), as in `auth.maxTtlSeconds` and the URL's `exp`;
+ * anything else is a duration `ms` reads (`90s`, `30m`, `1h`, `7d`). At least one second.
+ * @throws ConfigError for anything else.
+ */
+export function ttlMsOf(ttl: string): number {
+  const trimmed = ttl.trim();
+  const parsed = /^[0-9]+$/.test(trimmed) ? Number(trimmed) * 1000 : ms(trimmed as ms.StringValue);
+  if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < 1000) {
+    throw new ConfigError(
+      `--ttl: expected seconds (3600) or a duration such as 90s, 30m, 1h or 7d, got '${ttl}'`,
+    );
+  }
+  return parsed;
 }
 
 /**
@@ -26,13 +44,16 @@ export async function signedUrl(
   env: NodeJS.ProcessEnv,
   nowMs = Date.now(),
 ): Promise<string> {
-  if (Boolean(flags.send) === Boolean(flags.recv))
-    throw new ConfigError('give exactly one of --send and --recv');
-  const scope: Scope = flags.send ? 'send' : 'recv';
-  const ttlMs = ms(flags.ttl as ms.StringValue);
-  if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs < 1000) {
-    throw new ConfigError(`--ttl: expected a duration such as 90s, 30m, 1h or 7d, got '${flags.ttl}'`);
+  // --tunnel only adds to the others: `--tunnel --send` is the same URL as `--tunnel`.
+  const send = Boolean(flags.send || flags.tunnel);
+  const recv = Boolean(flags.recv || flags.tunnel);
+  if (!send && !recv) throw new ConfigError('give --send, --recv, both of them, or --tunnel');
+  const scope: CapabilityScope = send && recv ? 'both' : send ? 'send' : 'recv';
+  if (flags.tunnel && flags.n !== undefined) {
+    // A tunnel's pipes each have one sender and one receiver; n would bind every one of them.
+    throw new ConfigError("--n: not with --tunnel (a tunnel's pipes have one receiver each)");
   }
+  const ttlMs = ttlMsOf(flags.ttl);
   let n: number | undefined;
   if (flags.n !== undefined) {
     if (!/^[0-9]{1,7}$/.test(flags.n) || Number(flags.n) < 1) {
@@ -58,13 +79,16 @@ export async function signedUrl(
       `--ttl: at most ${config.auth.maxTtlSeconds} s (auth.maxTtlSeconds), got ${ttlSeconds} s`,
     );
   }
-  // The path as the server will see it: percent-encoded and normalised by the URL parser.
+  // The server refuses a target with dot segments (it would name another path), so no URL is signed for one.
+  const dotSegment = dotSegmentIn(path);
+  if (dotSegment) throw new ConfigError(`path: '${dotSegment}' segments are not allowed in a pipe path`);
+  // The path as the server will see it: percent-encoded.
   const url = new URL(path.startsWith('/') ? path : `/${path}`, base);
   const pipePath = pipePathOf(url);
   const query = await signedQuery(new SigningKeys(config.auth.secrets), {
     scope,
     path: pipePath,
-    prefix: Boolean(flags.prefix),
+    prefix: Boolean(flags.prefix || flags.tunnel),
     n,
     expiresAt: Math.floor(nowMs / 1000) + ttlSeconds,
   });

@@ -1,8 +1,13 @@
+import { RESUMABLE_HEADER } from '../protocol/resumable.js';
+
 /** Every pipe response may be read by any origin: the path is the capability, not the caller's origin. */
 export const CORS_ORIGIN = { 'Access-Control-Allow-Origin': '*' } as const;
 
-/** Request headers a browser may send to a pipe; X-Piping carries application data end to end. */
-const ALLOWED_HEADERS = 'Content-Type, Content-Disposition, X-Piping';
+/**
+ * Request headers a browser may send to a pipe; X-Piping carries application data end to end, the
+ * resumable header says a page can resume (see `RESUMABLE_HEADER`).
+ */
+const ALLOWED_HEADERS = `Content-Type, Content-Disposition, X-Piping, ${RESUMABLE_HEADER}`;
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, OPTIONS';
 
 /**
@@ -15,7 +20,12 @@ export function preflightHeaders(request: Request): Headers {
     ...CORS_ORIGIN,
     'Access-Control-Allow-Methods': ALLOWED_METHODS,
     'Access-Control-Allow-Headers': ALLOWED_HEADERS,
+    // Piping clients in a browser send OPTIONS themselves (scripts never see a real preflight) and read
+    // Access-Control-Allow-Headers to learn whether the server passes X-Piping: a page may read it only when
+    // it is exposed.
+    'Access-Control-Expose-Headers': 'Access-Control-Allow-Headers',
     'Access-Control-Max-Age': '86400',
+    'Content-Length': '0',
   });
   if (request.headers.get('Access-Control-Request-Private-Network') === 'true') {
     headers.set('Access-Control-Allow-Private-Network', 'true');

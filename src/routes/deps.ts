@@ -15,6 +15,8 @@ export interface RouteDeps {
   readonly clock: Clock;
   /** Reads a request's body: `request.body`, or a runtime's faster native path (see `AppDeps`). */
   readonly requestBody: RequestBodyReader;
+  /** Every value of a repeated request header, each as the client sent it; see `AppDeps`. */
+  readonly headerValues: HeaderValuesReader;
   /** Builds the Response of a streaming body (a transcript or a pipe's bytes); see `AppDeps`. */
   readonly streamResponse: StreamResponder;
   readonly latency: LatencyWindows;
@@ -32,3 +34,10 @@ export type StreamResponder = (body: ByteSource, init: ResponseInit) => Response
 
 /** `env` is what the runtime passes to `fetch` beside the request (Node: its IncomingMessage). */
 export type RequestBodyReader = (request: Request, env: unknown) => ByteSource;
+
+/**
+ * Every value of request header `name` (lower case), in the order the client sent them. A web `Request`
+ * joins repeated values with ", ", so only a runtime that keeps the raw head (Node's `rawHeaders`) can
+ * return them one by one; elsewhere the joined value comes back as one.
+ */
+export type HeaderValuesReader = (request: Request, env: unknown, name: string) => readonly string[];

@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler, Next } from 'hono';
 import type { AccessPolicy, PipeAccess, Refusal } from '../access/access-policy.js';
 import { clientAddressOf, type TrustedProxies } from '../access/client-address.js';
 import { type ClientLimits, type ClientSlot, isRefusal } from '../access/client-limits.js';
+import { dotSegmentIn, dotSegmentReason } from './dot-segments.js';
 import { fail } from './http-error.js';
 import { pipePathOf } from './pipe-target.js';
 import { isReservedPath } from './reserved-paths.js';
@@ -14,6 +15,8 @@ export interface GuardRequestsOptions {
   readonly maxHeaderBytes: number;
   /** The socket's peer address of a request, when the runtime tells it. */
   readonly peerAddress: (request: Request, env: unknown) => string | undefined;
+  /** The request target as the client sent it, before the URL parser resolved it (see `AppDeps`). */
+  readonly requestTarget: (request: Request, env: unknown) => string | undefined;
   /** When a streaming response's body ends; `undefined` for responses that are complete as they are. */
   readonly bodyDone: (response: Response) => Promise<void> | undefined;
   /** Where a pipe request's slot is kept so its route can say when the peer came. */
@@ -46,9 +49,10 @@ export function refuse(refusal: Refusal): never {
 }
 
 /**
- * Everything a request passes before a route sees it: the head size cap, the client's rate limit, and for
- * pipe requests the access check and the client's caps on open and waiting pipes. A pipe request's slot is
- * released when its response ends (for a streaming body, when the body does).
+ * Everything a request passes before a route sees it: the head size cap, the dot-segment check, the
+ * client's rate limit, and for pipe requests the access check and the client's caps on open and waiting
+ * pipes. A pipe request's slot is released when its response ends (for a streaming body, when the body
+ * does); see `ClientLimits` for what the rate limit charges and when.
  */
 export function guardRequests(options: GuardRequestsOptions): MiddlewareHandler {
   const { access, limits, proxies } = options;
@@ -58,25 +62,40 @@ export function guardRequests(options: GuardRequestsOptions): MiddlewareHandler 
     if (headBytesOf(request, url) > options.maxHeaderBytes) {
       fail(431, `The request head is larger than ${options.maxHeaderBytes} bytes.`);
     }
+    const target = options.requestTarget(request, c.env);
+    const dotSegment = target === undefined ? undefined : dotSegmentIn(target);
     const client = clientAddressOf(
       options.peerAddress(request, c.env),
       request.headers.get('x-forwarded-for'),
       proxies,
     );
-    // A load balancer's health checks never count: they are cheap, and a 429 there would take us out.
-    const limited = url.pathname === HEALTH_PATH ? undefined : limits.admitRequest(client);
-    if (limited) fail(429, limited.reason, { 'Retry-After': String(limited.retryAfterSeconds) });
-
     const wanted = pipeAccessOf(request.method);
     const path = pipePathOf(url);
-    if (!wanted || isReservedPath(path)) return next();
+    const pipe = !dotSegment && wanted !== undefined && !isReservedPath(path);
+    // A pipe transfer is charged only if it fails (see ClientLimits). Never counted: a load balancer's
+    // health checks (a 429 there would take us out), and preflights (a browser sends one before each
+    // upload to a new path; answering one costs no more than answering its 429 would).
+    const free = url.pathname === HEALTH_PATH || (request.method === 'OPTIONS' && !dotSegment);
+    if (!free) {
+      const limited = limits.admitRequest(client, !(pipe && wanted !== 'inspect'));
+      if (limited) fail(429, limited.reason, { 'Retry-After': String(limited.retryAfterSeconds) });
+    }
+    // Before anything resolves the path (access checks, the broker): refused, not served as another path.
+    if (dotSegment) fail(400, dotSegmentReason(dotSegment));
+    if (!pipe || wanted === undefined) return next();
     if (!access.open) {
       const refusal = await access.checkPipe(request, url, path, wanted);
-      if (refusal) refuse(refusal);
+      if (refusal) {
+        if (wanted !== 'inspect') limits.charge(client);
+        refuse(refusal);
+      }
     }
     if (wanted === 'inspect') return next();
     const slot = limits.openPipe(client);
-    if (isRefusal(slot)) fail(429, slot.reason, { 'Retry-After': String(slot.retryAfterSeconds) });
+    if (isRefusal(slot)) {
+      limits.charge(client);
+      fail(429, slot.reason, { 'Retry-After': String(slot.retryAfterSeconds) });
+    }
     options.slots.set(request, slot);
     try {
       await next();

@@ -12,6 +12,7 @@ import {
   ResumeUnsupportedError,
   SenderAbortedError,
 } from '../broker/errors.js';
+import { RESUME_FROM_HEADER, UPLOAD_OFFSET_HEADER } from '../protocol/resumable.js';
 
 /**
  * Throws the one error type routes use. `headers` ride along (e.g. `Allow`, `Retry-After`) and are merged into
@@ -32,8 +33,8 @@ function hintsOf(error: PipeError, role: 'sender' | 'receiver'): Record<string, 
   if (error instanceof CapacityError) return { 'Retry-After': '1' };
   if (error instanceof ResumeOffsetError) {
     return role === 'sender'
-      ? { 'Upload-Offset': String(error.to) }
-      : { 'Content-Range': 'bytes */*', 'X-Edgepipe-Resume-From': String(error.from) };
+      ? { [UPLOAD_OFFSET_HEADER]: String(error.to) }
+      : { 'Content-Range': 'bytes */*', [RESUME_FROM_HEADER]: String(error.from) };
   }
   return undefined;
 }

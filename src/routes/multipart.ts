@@ -164,17 +164,3 @@ export async function readFirstPart(body: ByteSource, boundary: string): Promise
   };
   return { headers, body: part };
 }
-
-/** The Content-Disposition a receiver gets for an uploaded part: a download named like the file sent. */
-export function attachmentOf(partDisposition: string | null): string | undefined {
-  if (!partDisposition) return undefined;
-  const params = partDisposition.replace(/^\s*form-data\s*;?/i, '').trim();
-  const filename = /(?:^|;)\s*filename\*?=/i.test(params)
-    ? params
-        .split(/;(?=(?:[^"]*"[^"]*")*[^"]*$)/)
-        .map((p) => p.trim())
-        .filter((p) => /^filename\*?=/i.test(p))
-        .join('; ')
-    : '';
-  return filename ? `attachment; ${filename}` : undefined;
-}

@@ -18,32 +18,51 @@ export interface BodyHeaders {
 }
 
 /**
- * The headers a sender hands to its receivers: Content-Type, Content-Length, Content-Disposition (from the
- * body itself: the request, or a multipart part) and every X-Piping header of the request, in order.
+ * Response headers as a list of pairs. A repeated header (X-Piping) stays one entry per value: a `Headers`
+ * object would join the values with ", " when read, which corrupts a value that holds a comma.
  */
-export function passthroughHeaders(body: BodyHeaders, request: Headers): PipeHeaders {
+export type HeaderPairs = Array<[string, string]>;
+
+/**
+ * The headers a sender hands to its receivers: Content-Type, Content-Length, Content-Disposition (from the
+ * body itself: the request, or a multipart part) and every X-Piping value of the request, in order.
+ */
+export function passthroughHeaders(body: BodyHeaders, xPiping: readonly string[]): PipeHeaders {
   const out: Array<readonly [string, string]> = [];
   if (body.contentType) out.push(['Content-Type', safeContentType(body.contentType)]);
   if (body.contentLength && /^[0-9]+$/.test(body.contentLength))
     out.push(['Content-Length', body.contentLength]);
   if (body.contentDisposition) out.push(['Content-Disposition', body.contentDisposition]);
-  // Headers iterates combined values in name order; X-Piping values stay in the order the sender wrote them.
-  for (const [name, value] of request) if (name === 'x-piping') out.push(['X-Piping', value]);
+  for (const value of xPiping) out.push(['X-Piping', value]);
   return out;
 }
 
+/**
+ * Passed headers a page on another origin cannot read unless they are exposed: Content-Type and
+ * Content-Length are CORS-safelisted (https://fetch.spec.whatwg.org/#cors-safelisted-response-header-name).
+ */
+const EXPOSED = new Set(['content-disposition', 'x-piping']);
+
 /** A receiver's response headers: the passed headers, plus CORS exposing them and no indexing by robots. */
-export function receiverHeaders(passed: PipeHeaders): Headers {
-  const headers = new Headers({
-    ...CORS_ORIGIN,
-    'X-Robots-Tag': 'none',
-    'X-Content-Type-Options': 'nosniff',
-  });
+export function receiverHeaders(passed: PipeHeaders): HeaderPairs {
+  const headers: HeaderPairs = [
+    ...(Object.entries(CORS_ORIGIN) as HeaderPairs),
+    ['X-Robots-Tag', 'none'],
+    ['X-Content-Type-Options', 'nosniff'],
+  ];
   const exposed = new Set<string>();
   for (const [name, value] of passed) {
-    headers.append(name, value);
-    exposed.add(name);
+    headers.push([name, value]);
+    if (EXPOSED.has(name.toLowerCase())) exposed.add(name);
   }
-  if (exposed.size > 0) headers.set('Access-Control-Expose-Headers', [...exposed].join(', '));
+  if (exposed.size > 0) headers.push(['Access-Control-Expose-Headers', [...exposed].join(', ')]);
   return headers;
+}
+
+/** Sets `name` in `headers` (replacing any value it had). */
+export function setHeader(headers: HeaderPairs, name: string, value: string): void {
+  const lower = name.toLowerCase();
+  const at = headers.findIndex(([n]) => n.toLowerCase() === lower);
+  if (at === -1) headers.push([name, value]);
+  else headers[at] = [name, value];
 }

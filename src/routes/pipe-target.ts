@@ -13,8 +13,8 @@ export interface PipeTargetLimits {
 }
 
 /**
- * The pipe path of a URL: its percent-encoded pathname (dot segments already resolved by the URL parser)
- * without a trailing slash, so `/a/` and `/a` are one pipe, as in piping-server.
+ * The pipe path of a URL: its percent-encoded pathname (dot segments already resolved by the URL parser;
+ * see dot-segments.ts for why targets that had any are refused) without a trailing slash, so `/a/` and `/a` are one pipe, as in piping-server.
  */
 export function pipePathOf(url: URL): string {
   const path = url.pathname;
@@ -37,8 +37,9 @@ export function receiverCountOf(url: URL, maxReceivers: number): number {
 
 /**
  * Refuses names that mean something else to someone else: invalid percent-encoding, and control characters
- * (a CR/LF in a name ends up in logs and in proxies' heads). Dot segments need no check here: the URL parser
- * has resolved them, encoded ones (`%2e%2e`) included, before any name or namespace is compared.
+ * (a CR/LF in a name ends up in logs and in proxies' heads). Dot segments are not seen here: the URL parser
+ * has resolved them before, and the guard refuses them where the runtime tells the raw target
+ * (see dot-segments.ts). `%2F` stays part of a name.
  */
 function checkPathName(path: string): void {
   let decoded: string;

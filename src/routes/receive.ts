@@ -4,13 +4,25 @@ import type { PipeMeta, ReceiverSession } from '../broker/types.js';
 import type { ByteSource } from '../byte-source.js';
 import { stallGuarded } from '../byte-source-guards.js';
 import { DeadlineError, withDeadline } from '../clock.js';
+import {
+  RESUMABLE_HEADER,
+  RESUMABLE_YES,
+  SENDER_HEADER,
+  STATE_HEADER,
+  UPLOAD_OFFSET_HEADER,
+} from '../protocol/resumable.js';
 import type { TrafficCounters } from '../selfheal/traffic-counters.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
 import { fail, failWithPipeError } from './http-error.js';
-import { receiverHeaders } from './passthrough-headers.js';
+import { type HeaderPairs, receiverHeaders, setHeader } from './passthrough-headers.js';
 import { pipeTargetOf } from './pipe-target.js';
-import { declaredLengthOf, type ReceiverResumeRequest, receiverResumeOf } from './resume-request.js';
+import {
+  declaredLengthOf,
+  type ReceiverResumeRequest,
+  receiverResumeOf,
+  resumableOf,
+} from './resume-request.js';
 
 /**
  * `GET /<path>`: claims a receiver slot, waits for the transfer to start, then streams the body. A sender
@@ -29,10 +41,11 @@ export function receiveRoute(deps: RouteDeps) {
     if (request.headers.get('service-worker') === 'script')
       fail(400, 'Service Worker registration is rejected.');
     const resume = receiverResumeOf(new URL(request.url), request.headers);
+    const resumable = resumableOf(request.headers, resume !== undefined);
 
     let session: ReceiverSession;
     try {
-      session = await deps.broker.openReceiver({ ...target, resumeAt: resume?.offset });
+      session = await deps.broker.openReceiver({ ...target, resumeAt: resume?.offset, resumable });
     } catch (error) {
       if (error instanceof PipeError) failWithPipeError(error, 'receiver');
       throw error;
@@ -44,7 +57,12 @@ export function receiveRoute(deps: RouteDeps) {
     // tells the broker this receiver left. A client that stops taking bytes is dropped after the idle
     // timeout, so it cannot hold the pipe's other receivers and its sender forever.
     const headers = receiverHeaders(meta.headers);
-    const body = stallGuarded(counted(session, deps.counters), deps.clock, deps.config.limits.idleTimeoutMs);
+    const slot = deps.slots.get(request);
+    const body = stallGuarded(
+      counted(session, deps.counters, () => slot?.completed()),
+      deps.clock,
+      deps.config.limits.idleTimeoutMs,
+    );
     if (!resume) return deps.streamResponse(body, { headers });
     let init: ResponseInit;
     try {
@@ -57,12 +75,13 @@ export function receiveRoute(deps: RouteDeps) {
   };
 }
 
-/** The session as the response body, counting the bytes handed out. */
-function counted(session: ReceiverSession, counters: TrafficCounters): ByteSource {
+/** The session as the response body, counting the bytes handed out; `ended` once all of them were. */
+function counted(session: ReceiverSession, counters: TrafficCounters, ended: () => void): ByteSource {
   return {
     read: () =>
       session.read().then((chunk) => {
         if (chunk) counters.bytesOut += chunk.byteLength;
+        else ended();
         return chunk;
       }),
     cancel: () => session.cancel(),
@@ -74,19 +93,21 @@ function counted(session: ReceiverSession, counters: TrafficCounters): ByteSourc
  * not known while the sender streams, so the header gives `*` for both the last byte and the length: not in
  * RFC 9110's grammar, but what `curl -C -` and resuming downloaders check is the first byte, which is exact.
  */
-function resumedResponse(headers: Headers, resume: ReceiverResumeRequest): ResponseInit {
-  const total = declaredLengthOf(headers);
+function resumedResponse(headers: HeaderPairs, resume: ReceiverResumeRequest): ResponseInit {
+  const total = declaredLengthOf(new Headers(headers));
   if (total !== undefined) {
-    if (resume.offset >= total) {
+    // A range must start inside the body (RFC 9110 §14.1.2); `?offset=` may name its very end, where a
+    // receiver cut right after the last byte (or rejoining an empty body) gets an empty rest.
+    if (resume.viaRange ? resume.offset >= total : resume.offset > total) {
       fail(416, `Byte ${resume.offset} is beyond the body's ${total} bytes.`, {
         'Content-Range': `bytes */${total}`,
       });
     }
-    headers.set('Content-Length', String(total - resume.offset));
+    setHeader(headers, 'Content-Length', String(total - resume.offset));
   }
   if (!resume.viaRange) return { headers };
   const last = total === undefined ? '*/*' : `${total - 1}/${total}`;
-  headers.set('Content-Range', `bytes ${resume.offset}-${last}`);
+  setHeader(headers, 'Content-Range', `bytes ${resume.offset}-${last}`);
   return { status: 206, headers };
 }
 
@@ -103,11 +124,16 @@ async function inspect(deps: RouteDeps, path: string): Promise<Response> {
     if (error instanceof PipeError) failWithPipeError(error);
     throw error;
   }
-  headers.set('X-Edgepipe-State', status?.state ?? 'idle');
-  if (status?.committedOffset !== undefined) headers.set('Upload-Offset', String(status.committedOffset));
+  headers.set(STATE_HEADER, status?.state ?? 'idle');
+  headers.set(RESUMABLE_HEADER, deps.broker.resumable ? RESUMABLE_YES : '0');
+  if (status?.committedOffset !== undefined)
+    headers.set(UPLOAD_OFFSET_HEADER, String(status.committedOffset));
   if (status?.senderDropped !== undefined)
-    headers.set('X-Edgepipe-Sender', status.senderDropped ? 'dropped' : 'connected');
-  headers.set('Access-Control-Expose-Headers', 'X-Edgepipe-State, Upload-Offset, X-Edgepipe-Sender');
+    headers.set(SENDER_HEADER, status.senderDropped ? 'dropped' : 'connected');
+  headers.set(
+    'Access-Control-Expose-Headers',
+    `${STATE_HEADER}, ${UPLOAD_OFFSET_HEADER}, ${SENDER_HEADER}, ${RESUMABLE_HEADER}`,
+  );
   return new Response(null, { headers });
 }
 

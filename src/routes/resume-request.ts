@@ -1,10 +1,11 @@
+import { declaredResumable, OFFSET_PARAM, RESUMABLE_HEADER } from '../protocol/resumable.js';
 import { fail } from './http-error.js';
 
 /** The longest decimal offset taken: 15 digits stay below 2^53, so the number is exact. */
 const OFFSET = /^[0-9]{1,15}$/;
 
 function offsetParam(url: URL): number | undefined {
-  const values = url.searchParams.getAll('offset');
+  const values = url.searchParams.getAll(OFFSET_PARAM);
   if (values.length === 0) return undefined;
   if (values.length > 1) fail(400, 'offset is given more than once.');
   const raw = values[0]!;
@@ -46,4 +47,18 @@ export function senderResumeOf(url: URL): number | undefined {
 export function declaredLengthOf(headers: Headers): number | undefined {
   const raw = headers.get('content-length');
   return raw !== null && OFFSET.test(raw) ? Number(raw) : undefined;
+}
+
+/**
+ * Whether a party may keep its place for a resume when it drops: it declared it can resume
+ * (`X-Edgepipe-Resumable: 1`), or it is resuming already (`resuming`: a client that resumes once can do it
+ * again). A malformed value is refused, not guessed.
+ */
+export function resumableOf(headers: Headers, resuming: boolean): boolean {
+  const raw = headers.get(RESUMABLE_HEADER);
+  const declared = declaredResumable(raw);
+  if (declared === undefined) {
+    fail(400, `${RESUMABLE_HEADER} should be 1 or 0, but it is '${(raw ?? '').slice(0, 32)}'.`);
+  }
+  return declared || resuming;
 }

@@ -4,19 +4,21 @@ import type { PipeHeaders, SenderSession } from '../broker/types.js';
 import { type ByteSource, skipBytes } from '../byte-source.js';
 import { BodyTooLargeError, ClientIdleError, limitedUpload } from '../byte-source-guards.js';
 import { DeadlineError, withDeadline } from '../clock.js';
+import { noReceiverCameLine, resumingLine, startSendingLine } from '../protocol/transcript-lines.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
 import { fail, failWithPipeError } from './http-error.js';
-import { attachmentOf, MultipartError, multipartBoundaryOf, readFirstPart } from './multipart.js';
+import { MultipartError, multipartBoundaryOf, readFirstPart } from './multipart.js';
 import { passthroughHeaders } from './passthrough-headers.js';
-import { describeSenderEvent } from './pipe-events.js';
+import { ReceiverTally } from './pipe-events.js';
 import { senderTargetOf } from './pipe-target.js';
-import { senderResumeOf } from './resume-request.js';
+import { resumableOf, senderResumeOf } from './resume-request.js';
 import { Transcript } from './transcript.js';
 
 const TRANSCRIPT_HEADERS = {
   ...CORS_ORIGIN,
-  'Content-Type': 'text/plain; charset=utf-8',
+  // Bare, as piping-server answers: the transcript is ASCII (see printableLine).
+  'Content-Type': 'text/plain',
   'X-Content-Type-Options': 'nosniff',
 } as const;
 
@@ -30,6 +32,14 @@ export function sendRoute(deps: RouteDeps) {
   return async function send(c: Context): Promise<Response> {
     const request = c.req.raw;
     const target = senderTargetOf(new URL(request.url), deps.config.limits);
+    // A partial upload would reach receivers as if it were the whole body. A sender continues a transfer
+    // with `?offset=N` instead.
+    if (request.headers.has('content-range')) {
+      fail(
+        400,
+        `Content-Range is not supported in ${request.method}; to continue a transfer, use ?offset=N.`,
+      );
+    }
     let boundary: string | undefined;
     try {
       boundary = multipartBoundaryOf(request.headers.get('content-type'));
@@ -41,6 +51,7 @@ export function sendRoute(deps: RouteDeps) {
     if (resumeAt !== undefined && boundary) {
       fail(400, 'A multipart upload cannot be resumed; send the rest of the file as a plain body.');
     }
+    const resumable = resumableOf(request.headers, resumeAt !== undefined);
     const { maxBodyBytes, idleTimeoutMs } = deps.config.limits;
     const declared = request.headers.get('content-length');
     if (maxBodyBytes !== undefined && declared !== null && Number(declared) > maxBodyBytes) {
@@ -55,28 +66,35 @@ export function sendRoute(deps: RouteDeps) {
         maxBytes: maxBodyBytes === undefined ? undefined : maxBodyBytes - alreadyHeld,
       });
     const transcript = new Transcript();
+    const left = new ReceiversLeft();
+    const tally = new ReceiverTally();
     let session: SenderSession;
     try {
       session = await deps.broker.openSender({
         ...target,
         resumeAt,
-        onEvent: (event) => transcript.info(describeSenderEvent(event)),
+        resumable,
+        onEvent: (event) => {
+          transcript.info(tally.observe(event));
+          if (event.type === 'receiver-aborted' && event.remaining === 0) left.noneLeft();
+        },
       });
     } catch (error) {
       if (error instanceof PipeError) failWithPipeError(error);
       throw error;
     }
     if (resumeAt !== undefined && session.resumedAt !== undefined) {
-      transcript.info(`Resuming the transfer at byte ${session.resumedAt}.`);
+      transcript.info(resumingLine(session.resumedAt));
       deps.slots.get(request)?.transferring();
-      const body = skipBytes(upload(resumeAt), session.resumedAt - resumeAt);
-      void finishTransfer(deps, body, session, transcript);
+      const body = left.watch(skipBytes(upload(resumeAt), session.resumedAt - resumeAt));
+      void finishTransfer(deps, request, body, session, transcript, tally, left);
       return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
     }
     transcript.info(`Waiting for ${target.receivers} receiver(s)...`);
     transcript.info(`${session.connectedAtOpen} receiver(s) has/have been connected.`);
-    const body = upload(0);
-    void transfer(deps, request, body, session, transcript, target.receivers, boundary);
+    const body = left.watch(upload(0));
+    const xPiping = deps.headerValues(request, c.env, 'x-piping');
+    void transfer(deps, request, body, session, transcript, tally, target.receivers, boundary, xPiping, left);
     return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
   };
 }
@@ -88,8 +106,11 @@ async function transfer(
   requestBody: ByteSource,
   session: SenderSession,
   transcript: Transcript,
+  tally: ReceiverTally,
   receivers: number,
   boundary: string | undefined,
+  xPiping: readonly string[],
+  left: ReceiversLeft,
 ): Promise<void> {
   try {
     await withDeadline(
@@ -100,7 +121,7 @@ async function transfer(
   } catch (error) {
     session.release();
     if (error instanceof DeadlineError) {
-      transcript.error(`No receiver came within ${Math.round(deps.config.limits.waitTimeoutMs / 1000)} s.`);
+      transcript.error(noReceiverCameLine(Math.round(deps.config.limits.waitTimeoutMs / 1000)));
     } else if (error instanceof PipeError) {
       transcript.error(error.message);
     }
@@ -108,7 +129,7 @@ async function transfer(
     return;
   }
   deps.slots.get(request)?.transferring();
-  transcript.info(`Start sending to ${receivers} receiver(s)!`);
+  transcript.info(startSendingLine(receivers));
 
   let body = requestBody;
   let headers: PipeHeaders;
@@ -120,9 +141,11 @@ async function transfer(
         {
           contentType: part.headers.get('content-type'),
           contentLength: part.headers.get('content-length'),
-          contentDisposition: attachmentOf(part.headers.get('content-disposition')),
+          // As the part gave it (`form-data; name=...; filename=...`), as piping-server passes it: browsers
+          // take an unknown disposition type for `attachment` (RFC 6266, section 4.2) and keep the filename.
+          contentDisposition: part.headers.get('content-disposition'),
         },
-        request.headers,
+        xPiping,
       );
     } else {
       headers = passthroughHeaders(
@@ -131,7 +154,7 @@ async function transfer(
           contentLength: request.headers.get('content-length'),
           contentDisposition: request.headers.get('content-disposition'),
         },
-        request.headers,
+        xPiping,
       );
     }
     await session.start({ headers });
@@ -143,28 +166,34 @@ async function transfer(
     return;
   }
 
-  await finishTransfer(deps, body, session, transcript);
+  await finishTransfer(deps, request, body, session, transcript, tally, left);
 }
 
 /** Streams the body of a started transfer and reports the outcome. */
 async function finishTransfer(
   deps: RouteDeps,
+  request: Request,
   body: ByteSource,
   session: SenderSession,
   transcript: Transcript,
+  tally: ReceiverTally,
+  left: ReceiversLeft,
 ) {
   const { counters } = deps;
-  const outcome = await pump(body, session, transcript, (bytes) => {
+  const outcome = await pump(body, session, transcript, left, (bytes) => {
     counters.bytesIn += bytes;
   });
   if (outcome === 'sent') counters.transfers.completed += 1;
   else if (outcome === 'receivers-gone') counters.transfers.receiversGone += 1;
   else counters.transfers.failed += 1;
   if (outcome === 'sent') {
+    // Before the transcript ends (which releases the slot): a completed transfer costs no rate.
+    deps.slots.get(request)?.completed();
     transcript.info('Sent successfully!');
-    transcript.info('All receiver(s) was/were received successfully.');
+    transcript.info(tally.sentLine());
   } else if (outcome === 'receivers-gone') {
-    transcript.info(new ReceiversGoneError().message);
+    // An error line: the sender's data did not all arrive, and a script reading the transcript must see it.
+    transcript.error(new ReceiversGoneError().message);
   } else if (outcome === 'upload-failed') {
     transcript.error('Failed to send.');
   }
@@ -176,6 +205,7 @@ async function pump(
   body: ByteSource,
   session: SenderSession,
   transcript: Transcript,
+  left: ReceiversLeft,
   taken: (bytes: number) => void,
 ): Promise<'sent' | 'receivers-gone' | 'upload-failed' | 'cut'> {
   try {
@@ -184,6 +214,8 @@ async function pump(
       try {
         chunk = await body.read();
       } catch (error) {
+        // The body was cancelled because nobody is left to read (a multipart part fails when its source ends).
+        if (left.gone) return receiversGone(session);
         if (error instanceof BodyTooLargeError) {
           // Over the cap: the transfer fails for good (a resume would only hit the cap again).
           session.abort(error.message);
@@ -199,6 +231,10 @@ async function pump(
         transcript.error(error.message);
         return 'cut';
       }
+      if (left.gone) {
+        body.cancel();
+        return receiversGone(session);
+      }
       if (chunk === null) break;
       taken(chunk.byteLength);
       await session.write(chunk);
@@ -211,5 +247,38 @@ async function pump(
     if (error instanceof ReceiversGoneError) return 'receivers-gone';
     session.abort('The transfer failed.');
     return 'upload-failed';
+  }
+}
+
+/**
+ * Ends a transfer whose receivers have all left before the sender learnt it from a write: the session is
+ * aborted so the backend frees the path at once (on Redis the abort frame settles the pipe's state).
+ */
+function receiversGone(session: SenderSession): 'receivers-gone' {
+  session.abort(new ReceiversGoneError().message);
+  return 'receivers-gone';
+}
+
+/**
+ * Tells the pump when the last receiver of a running transfer has left for good. The pump learns it from a
+ * failed `write`, but a sender that has nothing to send for a while (a stalled `tar`, a declared length not
+ * yet reached) sits in the body's `read()`; cancelling the body ends that read at once, so the sender's
+ * response ends with an error and its request is closed instead of hanging.
+ */
+class ReceiversLeft {
+  gone = false;
+  private body: ByteSource | undefined;
+
+  /** The body the pump reads; it is cancelled when no receiver is left. */
+  watch(body: ByteSource): ByteSource {
+    this.body = body;
+    if (this.gone) body.cancel();
+    return body;
+  }
+
+  noneLeft(): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.body?.cancel();
   }
 }

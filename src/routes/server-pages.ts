@@ -4,11 +4,31 @@ import { VERSION } from '../version.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
 import { refuse } from './guard-requests.js';
-import { helpText, indexPage, NOSCRIPT_CSP, noscriptPage } from './pages.js';
+import { helpText, indexPage, noscriptCsp, noscriptPage } from './pages.js';
 import { RESERVED_PATHS } from './reserved-paths.js';
 
-const TEXT = 'text/plain; charset=utf-8';
-const HTML = 'text/html; charset=utf-8';
+// Bare types, as piping-server sends them (its clients compare the type exactly): the text pages are ASCII,
+// the HTML pages declare `<meta charset="utf-8">`.
+const TEXT = 'text/plain';
+const HTML = 'text/html';
+
+const encoder = new TextEncoder();
+
+/**
+ * A page with its Content-Length: a HEAD answers with GET's headers (Hono copies them), and only a length
+ * given here reaches a HEAD, whose body is empty.
+ */
+function page(body: string, headers: Record<string, string>): Response {
+  return new Response(body, {
+    headers: { ...headers, 'Content-Length': String(encoder.encode(body).byteLength) },
+  });
+}
+
+/** A CSP nonce: 128 random bits, new for every page (https://www.w3.org/TR/CSP3/#security-nonces). */
+function freshNonce(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes));
+}
 
 /** The scheme and host this request reached us by, honouring a TLS-terminating proxy's X-Forwarded-Proto. */
 function publicBaseUrl(request: Request): string {
@@ -22,24 +42,21 @@ function publicBaseUrl(request: Request): string {
 /** The reserved paths: pages, version, robots, favicon and edgepipe's own `/_/` endpoints. */
 export function serverPages(deps: RouteDeps): Hono {
   const app = new Hono();
-  app.get(RESERVED_PATHS.index, (c) => c.body(indexPage(), 200, { 'Content-Type': HTML }));
-  app.get(RESERVED_PATHS.noscript, (c) =>
-    c.body(noscriptPage(c.req.query('path') ?? null), 200, {
+  app.get(RESERVED_PATHS.index, () => page(indexPage(), { 'Content-Type': HTML }));
+  app.get(RESERVED_PATHS.noscript, (c) => {
+    const nonce = freshNonce();
+    return page(noscriptPage(c.req.query('path') ?? null, nonce), {
       'Content-Type': HTML,
-      'Content-Security-Policy': NOSCRIPT_CSP,
-    }),
-  );
+      'Content-Security-Policy': noscriptCsp(nonce),
+    });
+  });
   app.get(RESERVED_PATHS.help, (c) =>
-    c.body(helpText(publicBaseUrl(c.req.raw)), 200, { ...CORS_ORIGIN, 'Content-Type': TEXT }),
+    page(helpText(publicBaseUrl(c.req.raw), deps.config.auth.mode), { ...CORS_ORIGIN, 'Content-Type': TEXT }),
   );
-  app.get(RESERVED_PATHS.version, (c) =>
-    c.body(`${VERSION}\n`, 200, { ...CORS_ORIGIN, 'Content-Type': TEXT }),
-  );
+  app.get(RESERVED_PATHS.version, () => page(`${VERSION}\n`, { ...CORS_ORIGIN, 'Content-Type': TEXT }));
   app.get(RESERVED_PATHS.favicon, (c) => c.body(null, 204));
   // Crawlers must stay out: a crawler's GET on a pipe path would take a receiver slot.
-  app.get(RESERVED_PATHS.robots, (c) =>
-    c.body('User-agent: *\nDisallow: /\n', 200, { 'Content-Type': TEXT }),
-  );
+  app.get(RESERVED_PATHS.robots, () => page('User-agent: *\nDisallow: /\n', { 'Content-Type': TEXT }));
   app.get('/_/metrics', async (c) => {
     const refusal = await deps.access.checkAdmin(c.req.raw, 'metrics');
     if (refusal) refuse(refusal);
@@ -66,8 +83,14 @@ export function serverPages(deps: RouteDeps): Hono {
       { ...CORS_ORIGIN },
     );
   });
-  app.get('/_/health', (c) =>
-    c.json({ status: 'ok', version: VERSION, broker: deps.broker.stats() }, 200, { ...CORS_ORIGIN }),
-  );
+  app.get('/_/health', (c) => {
+    const { unavailable, ...broker } = deps.broker.stats();
+    if (unavailable) {
+      return c.json({ status: 'unavailable', reason: unavailable, version: VERSION, broker }, 503, {
+        ...CORS_ORIGIN,
+      });
+    }
+    return c.json({ status: 'ok', version: VERSION, broker }, 200, { ...CORS_ORIGIN });
+  });
   return app;
 }

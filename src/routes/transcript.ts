@@ -1,6 +1,16 @@
 import type { ByteSource } from '../byte-source.js';
+import { ERROR_PREFIX, INFO_PREFIX } from '../protocol/transcript-lines.js';
 
 const encoder = new TextEncoder();
+
+/**
+ * A message as one line of printable ASCII: other characters (a decoded path or query value a message
+ * quotes) become `\u{...}` escapes. The line cannot be split by a CR or LF it quotes, and the body needs no
+ * charset: piping-server answers a bare `text/plain`, and its clients compare the type exactly.
+ */
+export function printableLine(text: string): string {
+  return text.replace(/[^\x20-\x7e]/gu, (ch) => `\\u{${ch.codePointAt(0)!.toString(16)}}`);
+}
 
 /**
  * The sender's response body: `[INFO] ...` and `[ERROR] ...` lines a curl user reads while the transfer runs.
@@ -14,11 +24,11 @@ export class Transcript implements ByteSource {
   private waiter: ((chunk: Uint8Array | null) => void) | undefined;
 
   info(line: string): void {
-    this.write(`[INFO] ${line}\n`);
+    this.write(`${INFO_PREFIX}${printableLine(line)}\n`);
   }
 
   error(line: string): void {
-    this.write(`[ERROR] ${line}\n`);
+    this.write(`${ERROR_PREFIX}${printableLine(line)}\n`);
   }
 
   /** Ends the transcript cleanly once the queued lines are read. */

@@ -5,6 +5,7 @@ import type { HookConfig, HookOutcome, SelfHealEvent } from './hook-types.js';
 import type { LatencyWindows, MetricName } from './latency-windows.js';
 import { type Decision, type RuleMemory, type RuleSnapshot, RuleState } from './rule-state.js';
 import type { RuleConfig, SelfhealConfig } from './selfheal-config.js';
+import type { StallMeter } from './stall-meter.js';
 
 /** Something the watcher measures every interval even when idle (a Redis PING). */
 export interface WatcherProbe {
@@ -29,6 +30,12 @@ export interface WatcherDeps {
   readonly backend?: BackendSwitch;
   readonly runHook: (hook: HookConfig, event: SelfHealEvent) => Promise<HookOutcome[]>;
   readonly audit: AuditTrail;
+  /**
+   * This process's own stalls, taken out of the probe samples the watcher records itself (an unanswered
+   * probe's age, a timeout); the backends' connections record theirs through `StallMeter.correcting`. The
+   * watcher runs it while it runs. Absent where nothing waits between ticks (Workers' cron).
+   */
+  readonly stalls?: StallMeter;
 }
 
 /** Counters of what the watcher did, for `/_/metrics`. */
@@ -91,6 +98,7 @@ export class Watcher {
    */
   start(): void {
     const { clock, config } = this.deps;
+    this.deps.stalls?.start();
     let next = clock.now() + config.intervalMs;
     const schedule = () => {
       this.cancelTimer = clock.setTimeout(
@@ -118,6 +126,7 @@ export class Watcher {
     this.cancelTimer = undefined;
     this.cancelProbes?.();
     this.cancelProbes = undefined;
+    this.deps.stalls?.stop();
   }
 
   /** Every rule's state, by name, to carry over to a tick in another process (Workers' cron). */
@@ -173,7 +182,7 @@ export class Watcher {
         this.probing.set(probe, started);
       }
       if (started.length >= MAX_PROBES_IN_FLIGHT) {
-        this.deps.windows.record(probe.metric, now - Math.min(...started));
+        this.deps.windows.record(probe.metric, this.lessStalls(now - Math.min(...started)));
         continue;
       }
       const list = started;
@@ -195,6 +204,7 @@ export class Watcher {
 
   private async runProbe(probe: WatcherProbe): Promise<void> {
     const { clock, config, windows } = this.deps;
+    const started = clock.now();
     let cancel: () => void = () => {};
     const timedOut = new Promise<'timeout'>((resolve) => {
       cancel = clock.setTimeout(() => resolve('timeout'), config.probeTimeoutMs);
@@ -205,8 +215,16 @@ export class Watcher {
     );
     const outcome = await Promise.race([answered, timedOut]);
     cancel();
-    // A probe that failed or timed out never reached the instrumented reply: count it as the slowest.
-    if (outcome !== 'ok') windows.record(probe.metric, config.probeTimeoutMs);
+    // A probe that failed or timed out never reached the instrumented reply: count it as the slowest, less
+    // the time this process could not have seen a reply (after a stall, an overdue timeout runs first).
+    if (outcome === 'timeout') {
+      windows.record(probe.metric, Math.min(config.probeTimeoutMs, this.lessStalls(clock.now() - started)));
+    } else if (outcome === 'error') windows.record(probe.metric, config.probeTimeoutMs);
+  }
+
+  /** A probe's time that ends now, less this process's stalls within it. */
+  private lessStalls(ms: number): number {
+    return this.deps.stalls ? this.deps.stalls.corrected(ms) : ms;
   }
 
   private act(rule: RuleConfig, decision: Decision, now: number): void {

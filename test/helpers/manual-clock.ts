@@ -25,6 +25,14 @@ export class ManualClock implements Clock {
     for (const timer of due) timer.fn();
   }
 
+  /**
+   * Moves time forward without firing anything, as a busy event loop or a process the machine did not
+   * schedule sees it: the timers that fell due fire at the next `advance`.
+   */
+  stall(ms: number): void {
+    this.time += ms;
+  }
+
   /** Timers still waiting to fire. */
   get pending(): number {
     return this.timers.filter((t) => t.active).length;

@@ -12,14 +12,17 @@ export interface RunResult {
   readonly stderr: string;
 }
 
-/** Runs a command to its end (bounded by `timeoutMs`), collecting its output. */
+/** Runs a command to its end (bounded by `timeoutMs`), collecting its output; `env` adds to this process's. */
 export function run(
   command: string,
   args: readonly string[],
-  options: { input?: Uint8Array | string; timeoutMs?: number } = {},
+  options: { input?: Uint8Array | string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.env && { env: { ...process.env, ...options.env } }),
+    });
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -58,6 +61,23 @@ export function spawnServer(
     [join(repoRoot, 'dist/cli/main.js'), 'serve', '--host', '127.0.0.1', '--port', '0', ...args],
     env,
   );
+}
+
+/** The runtimes edgepipe's entries run on, each started as `npm start` / `npm run start:<runtime>` do. */
+export const ENTRY_RUNTIMES = ['node', 'bun', 'deno'] as const;
+export type EntryRuntime = (typeof ENTRY_RUNTIMES)[number];
+
+/** The command and arguments of a runtime's entry, before the flags of `edgepipe serve`. */
+export function entryCommand(runtime: EntryRuntime): [string, string[]] {
+  const bin = (name: string) => join(repoRoot, 'node_modules', '.bin', name);
+  switch (runtime) {
+    case 'node':
+      return [process.execPath, [join(repoRoot, 'dist/cli/main.js'), 'serve']];
+    case 'bun':
+      return [bin('bun'), [join(repoRoot, 'dist/adapter/bun/index.js')]];
+    case 'deno':
+      return [bin('deno'), ['run', '-A', join(repoRoot, 'dist/adapter/deno/index.js')]];
+  }
 }
 
 /** Starts any command that prints `listening on http://host:port` once it serves (every runtime's entry). */

@@ -1,14 +1,23 @@
 import { connect } from 'node:net';
 
+/**
+ * How a raw exchange ended: the server closed the connection (`closed`: a FIN), cut it (`reset`: an RST or
+ * another socket error), or the test stopped waiting while the connection was still open (`timeout`).
+ * A timeout is never a close: a server that hangs must not pass for one that hung up.
+ */
+export type RawEnd = 'closed' | 'reset' | 'timeout';
+
 /** What came back on a raw connection. */
 export interface RawOutcome {
   /** The status of the first response, if one came. */
   readonly status: number | undefined;
   /** Everything the server wrote. */
   readonly text: string;
-  /** Whether the server closed the connection within the wait (rather than the test giving up). */
+  /** Who ended the exchange, and how. */
+  readonly end: RawEnd;
+  /** Whether the server ended the connection (closed or reset) within the wait, rather than the test giving up. */
   readonly closed: boolean;
-  /** Milliseconds until the close, or until the test gave up. */
+  /** Milliseconds from the write until the server ended the connection, or until the test gave up. */
   readonly ms: number;
 }
 
@@ -22,7 +31,7 @@ export function rawExchange(port: number, data: string | Uint8Array, waitMs = 50
     const socket = connect({ port, host: '127.0.0.1' });
     let text = '';
     let settled = false;
-    const finish = (closed: boolean) => {
+    const finish = (end: RawEnd) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -31,16 +40,19 @@ export function rawExchange(port: number, data: string | Uint8Array, waitMs = 50
       resolve({
         status: match ? Number(match[1]) : undefined,
         text,
-        closed,
+        end,
+        closed: end !== 'timeout',
         ms: performance.now() - started,
       });
     };
-    const timer = setTimeout(() => finish(false), waitMs);
+    const timer = setTimeout(() => finish('timeout'), waitMs);
     socket.on('data', (chunk) => {
       text += chunk.toString('latin1');
     });
-    socket.on('error', () => finish(true));
-    socket.on('close', () => finish(true));
+    // A FIN from the server: it has said all it will say.
+    socket.on('end', () => finish('closed'));
+    socket.on('error', () => finish('reset'));
+    socket.on('close', () => finish('closed'));
     socket.write(data);
   });
 }

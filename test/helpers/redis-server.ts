@@ -73,7 +73,8 @@ export async function startTestRedis(extraArgs: readonly string[] = []): Promise
     url: `redis://127.0.0.1:${port}`,
     async stop() {
       const running = child;
-      if (!running || running.exitCode !== null) return;
+      // A process killed by a signal has no exit code, only a signal code.
+      if (!running || running.exitCode !== null || running.signalCode !== null) return;
       const exited = new Promise((resolve) => running.once('exit', resolve));
       running.kill('SIGKILL');
       await exited;

@@ -1,21 +1,24 @@
 // Cloudflare Workers entry (`npm run dev:worker`, `wrangler deploy`). Everything Workers-specific is here.
 
 import { Redis } from 'ioredis';
-import { authFromEnv } from '../../access/auth-from-env.js';
 import { createApp } from '../../app.js';
 import { BrokerUnavailableError } from '../../broker/errors.js';
 import { RedisBroker } from '../../broker/redis/redis-broker.js';
 import type { Broker } from '../../broker/types.js';
 import { type ByteSource, streamOfSource } from '../../byte-source.js';
-import { type Config, parseConfig } from '../../config.js';
+import { type Config, ConfigError } from '../../config.js';
+import { configFromSources, configObjectOf, isConfigText } from '../../config-sources.js';
 import { SELFHEAL_STATE, type StoredSelfheal, scheduledWatch } from './scheduled-watch.js';
 
 /** The Worker's bindings: vars and secrets from `wrangler.toml` or the dashboard. */
 interface Env {
   /** `redis://` or `rediss://` URL (a secret: it may hold a password). */
   readonly REDIS_URL?: string;
-  /** The whole config as JSON (what `--config` holds elsewhere); `REDIS_URL` beats its `broker.redis`. */
-  readonly EDGEPIPE_CONFIG?: string;
+  /**
+   * The JSON config, as its text (a var or secret, `.dev.vars`; `npm run dev:worker` passes a local file's
+   * contents) or as a table under `[vars]` in wrangler.toml. `REDIS_URL` beats its `broker.redis`.
+   */
+  readonly EDGEPIPE_CONFIG?: string | Record<string, unknown>;
   /** Signing secrets of `auth.mode: signed`, comma-separated, the first signs (a secret). */
   readonly EDGEPIPE_SECRETS?: string;
   /** The admin token of `/_/selfheal` and `/_/metrics` (a secret). */
@@ -35,19 +38,32 @@ const NEEDS_REDIS =
   'edgepipe on Cloudflare Workers needs a Redis: set the REDIS_URL secret (the in-memory broker cannot ' +
   "pass bytes between requests there, as one request may not touch another's stream).";
 
-function configOf(env: Env): Config {
-  const base = env.EDGEPIPE_CONFIG ? (JSON.parse(env.EDGEPIPE_CONFIG) as Record<string, unknown>) : {};
-  const broker = { ...((base.broker as Record<string, unknown> | undefined) ?? {}) };
-  if (env.REDIS_URL) broker.redis = env.REDIS_URL;
-  return parseConfig({ ...base, broker, auth: authFromEnv(base, { ...env }) });
+/** The config object of `EDGEPIPE_CONFIG`; a Worker has no files, so a path is refused with the reason. */
+function configObject(value: Env['EDGEPIPE_CONFIG']): Record<string, unknown> {
+  if (value === undefined || value === '') return {};
+  if (typeof value === 'object') return value;
+  if (!isConfigText(value)) {
+    throw new ConfigError(
+      `EDGEPIPE_CONFIG must hold the JSON config itself on Workers (there are no files to read), got '${value}' ` +
+        '(npm run dev:worker passes the contents of a local file)',
+    );
+  }
+  return configObjectOf(value, 'EDGEPIPE_CONFIG');
 }
 
-/** Refuses every pipe with the reason; pages, health and errors still answer. */
+/** The same sources and precedence as `loadConfig` on the other runtimes, minus the files and flags. */
+function configOf(env: Env): Config {
+  const { EDGEPIPE_CONFIG: _config, ...strings } = env;
+  return configFromSources(configObject(env.EDGEPIPE_CONFIG), strings);
+}
+
+/** Refuses every pipe with the reason; pages and errors still answer, health says unavailable (503). */
 const refusing: Broker = {
+  resumable: false,
   ready: async () => {},
   drain: () => {},
   close: async () => {},
-  stats: () => ({ pipes: 0, waiting: 0 }),
+  stats: () => ({ pipes: 0, waiting: 0, unavailable: NEEDS_REDIS }),
   inspect: async () => undefined,
   openSender: async () => {
     throw new BrokerUnavailableError(undefined, NEEDS_REDIS);
@@ -145,6 +161,7 @@ export default {
       maxPipes: config.limits.maxPipes,
       maxWaiting: config.limits.maxWaiting,
       resumeGraceMs: config.broker.resumeGraceMs,
+      socketBufferBytes: config.broker.socketBufferBytes,
       ttlMs: config.limits.waitTimeoutMs + 5 * 60_000,
     });
     try {
@@ -153,7 +170,7 @@ export default {
       void broker.close().catch(() => {});
       return new Response(`[ERROR] ${new BrokerUnavailableError().message}\n`, {
         status: 503,
-        headers: { 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '1' },
+        headers: { 'Content-Type': 'text/plain', 'Retry-After': '1' },
       });
     }
     // The broker lives as long as the request's streaming bodies (a transfer, a transcript) run.

@@ -1,4 +1,4 @@
-// `npm run start:deno`: edgepipe on Deno.
+// `npm run start:deno`: edgepipe on Deno, with the flags of `edgepipe serve` (`npm run start:deno -- --redis ...`).
 //
 // Deno listens through its `node:http` (the Node adapter's server), not `Deno.serve`. Deno 2.9's
 // `Deno.serve` reads a chunked request body (`curl -T -`, any upload without Content-Length) off the socket
@@ -14,18 +14,21 @@
 // --max-semi-space-size=1`, see README, Benchmark). Without them, 1 GiB through Redis cost Deno 4.32 s of CPU
 // against Node's 3.90 (medians of 9 interleaved runs); perf put ~30 % of Deno's samples on its "V8
 // DefaultWorker" GC threads, ~7 % with the flags. With them: 3.80 s/GiB, 276 MiB/s (Node 277).
-import { loadConfig } from '../../cli/load-config.js';
-import { serveUntilSignalled } from '../node/serve-until-signalled.js';
+import { Command } from 'commander';
+import { serveFromArgs } from '../../cli/serve-command.js';
 
 declare const Deno: {
+  args: string[];
   env: { toObject(): Record<string, string> };
   addSignalListener(signal: 'SIGTERM' | 'SIGINT', handler: () => void): void;
   exit(code: number): never;
   version: { deno: string };
 };
 
-await serveUntilSignalled(
-  loadConfig({}, Deno.env.toObject()),
+await serveFromArgs(
+  new Command('start:deno').description('edgepipe on Deno: the options of `edgepipe serve`'),
+  Deno.args,
+  Deno.env.toObject(),
   { onSignal: (signal, handler) => Deno.addSignalListener(signal, handler), exit: (code) => Deno.exit(code) },
   `deno ${Deno.version.deno}`,
 );

@@ -7,8 +7,9 @@ import type { Broker } from '../../broker/types.js';
 import { systemClock } from '../../clock.js';
 import type { Config } from '../../config.js';
 import { type AuditStore, AuditTrail } from '../../selfheal/audit-trail.js';
-import { LatencyWindows } from '../../selfheal/latency-windows.js';
+import { type LatencySink, LatencyWindows } from '../../selfheal/latency-windows.js';
 import { runHook } from '../../selfheal/run-hook.js';
+import { StallMeter } from '../../selfheal/stall-meter.js';
 import { type BackendSwitch, Watcher, type WatcherProbe } from '../../selfheal/watcher.js';
 import { runCommand } from './command-runner.js';
 
@@ -34,7 +35,7 @@ function targetOf(config: Config): RedisTarget | undefined {
 function redisBroker(
   config: Config,
   target: RedisTarget,
-  latency: LatencyWindows,
+  latency: LatencySink,
   metric: 'redis' | 'redis_standby',
 ): RedisBroker {
   return new RedisBroker({
@@ -43,6 +44,7 @@ function redisBroker(
     maxPipes: config.limits.maxPipes,
     maxWaiting: config.limits.maxWaiting,
     resumeGraceMs: config.broker.resumeGraceMs,
+    socketBufferBytes: config.broker.socketBufferBytes,
     // Keys outlive the longest wait, so a waiting party's pipe never expires under it.
     ttlMs: config.limits.waitTimeoutMs + 5 * 60_000,
     latency,
@@ -60,6 +62,9 @@ export function runtimeFromConfig(
   options: { log?: (line: string) => void; broker?: Broker } = {},
 ): NodeRuntime {
   const latency = new LatencyWindows();
+  // The Redis round trips are the Redis's: this process's own stalls are taken out of them.
+  const stalls = new StallMeter(systemClock);
+  const redisLatency = stalls.correcting(latency, ['redis', 'redis_standby']);
   const target = options.broker ? undefined : targetOf(config);
   const probes: WatcherProbe[] = [];
   const stores: AuditStore[] = [];
@@ -70,12 +75,12 @@ export function runtimeFromConfig(
   } else if (!target) {
     broker = defaultBroker(config, latency);
   } else {
-    const primary = redisBroker(config, target, latency, 'redis');
+    const primary = redisBroker(config, target, redisLatency, 'redis');
     probes.push({ metric: 'redis', probe: () => primary.ping() });
     stores.push(primary.auditStore());
     broker = primary;
     if (config.broker.standby) {
-      const standby = redisBroker(config, { url: config.broker.standby }, latency, 'redis_standby');
+      const standby = redisBroker(config, { url: config.broker.standby }, redisLatency, 'redis_standby');
       probes.push({ metric: 'redis_standby', probe: () => standby.ping() });
       stores.push(standby.auditStore());
       const failover = new FailoverBroker(primary, standby, { pollMs: 1000 });
@@ -90,6 +95,8 @@ export function runtimeFromConfig(
     clock: systemClock,
     probes,
     ...(backend && { backend }),
+    // Only where something is probed: the meter's timer is the cost of a correction.
+    ...(probes.length > 0 && { stalls }),
     runHook: (hook, event) => runHook(hook, event, { runCommand }),
     audit: new AuditTrail(config.selfheal.auditSize, stores, options.log ?? console.log),
   });

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { finished } from 'node:stream';
+import type { Http2ServerRequest } from 'node:http2';
+import { finished, type Readable } from 'node:stream';
 import type { ByteSource } from '../../byte-source.js';
 
 /** Bytes read from the socket but not yet taken; above this the socket is paused. */
@@ -11,10 +12,11 @@ const HIGH_WATER_BYTES = 64 * 1024;
  * server's CPU on a 1 GiB upload) and adds a web stream per hop; the HTTP parser's chunks are slices of a
  * fresh socket read buffer that nothing reuses, so they pass on as they are.
  *
- * Nothing is read before the first `read()`; at most 64 KiB wait unread before the socket is paused. A
- * premature close fails the source, so a broken upload never looks complete.
+ * Nothing is read before the first `read()`; at most 64 KiB wait unread before the socket is paused (over
+ * HTTP/2 the stream stops taking data, so its flow-control window closes on the sender). A premature close
+ * fails the source, so a broken upload never looks complete.
  */
-export function incomingSource(incoming: IncomingMessage): ByteSource {
+export function incomingSource(incoming: IncomingMessage | Http2ServerRequest): ByteSource {
   const queue: Buffer[] = [];
   let queuedBytes = 0;
   let ended = false;
@@ -48,11 +50,13 @@ export function incomingSource(incoming: IncomingMessage): ByteSource {
       if (queuedBytes >= HIGH_WATER_BYTES) incoming.pause();
       settle();
     });
-    stopFinished = finished(incoming, (error) => {
+    stopFinished = finished(incoming as Readable, (error) => {
       if (error) failure = error;
       else ended = true;
       settle();
     });
+    // Over HTTP/2 a stream reset without END_STREAM (whatever its code) closes the request early too, so it
+    // fails here as well (test/http2.test.ts). END_STREAM then RST_STREAM is a complete body by the protocol.
   };
 
   return {

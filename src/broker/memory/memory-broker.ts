@@ -94,6 +94,7 @@ interface MemoryPipe {
  * Every wait and every buffer is bounded; a party that leaves before the start frees its slot.
  */
 export class MemoryBroker implements Broker {
+  readonly resumable = false;
   private readonly pipes = new Map<string, MemoryPipe>();
   private waitingParties = 0;
   private nextReceiverId = 1;

@@ -1,4 +1,5 @@
 import { Cluster, type Command, Redis } from 'ioredis';
+import { BrokerUnavailableError } from '../errors.js';
 import { dropScript, reapScript, resumeScript } from './resume-scripts.js';
 import {
   appendScript,
@@ -89,4 +90,74 @@ export function timeCommands(redis: Redis | Cluster, record: (ms: number) => voi
     command.promise.then(done, done);
     return send(command, ...rest);
   };
+}
+
+/** Where `target` is, for messages: `redis://host:port` without credentials, or a cluster's seed nodes. */
+export function describeTarget(target: RedisTarget): string {
+  if (!('url' in target)) {
+    return `the Redis Cluster of ${target.cluster.map(({ host, port }) => `${host}:${port}`).join(', ')}`;
+  }
+  try {
+    const url = new URL(target.url);
+    return `${url.protocol}//${url.hostname}:${url.port || '6379'}`;
+  } catch {
+    return 'the configured URL';
+  }
+}
+
+/**
+ * Opens `connections` to `target`. When one fails they are all closed again and a BrokerUnavailableError
+ * names the target and the first reason, e.g. `cannot reach Redis at redis://127.0.0.1:6379: ECONNREFUSED`.
+ * The errors are listened to while connecting, so ioredis does not log each one as unhandled.
+ */
+export async function connectAll(
+  connections: ReadonlyArray<Redis | Cluster>,
+  target: RedisTarget,
+): Promise<void> {
+  let first: unknown;
+  const note = (error: unknown) => {
+    first ??= error;
+  };
+  for (const connection of connections) connection.on('error', note);
+  const results = await Promise.allSettled(connections.map((connection) => connection.connect()));
+  const failed = results.find((result) => result.status === 'rejected');
+  if (!failed) {
+    for (const connection of connections) connection.off('error', note);
+    reportOutages(connections, target);
+    return;
+  }
+  // The listeners stay: a closing connection may still report its error, and nobody else listens.
+  for (const connection of connections) connection.disconnect();
+  const cause = first ?? failed.reason;
+  const code = (cause as { code?: unknown } | null)?.code;
+  const reason =
+    typeof code === 'string' && /^E[A-Z]+$/.test(code)
+      ? code
+      : cause instanceof Error
+        ? cause.message
+        : String(cause);
+  throw new BrokerUnavailableError(cause, `cannot reach Redis at ${describeTarget(target)}: ${reason}`);
+}
+
+/**
+ * After a successful start, an outage is said once (`edgepipe: lost Redis at ...: ECONNREFUSED;
+ * reconnecting`) and its end once, for the whole group of connections. Without a listener ioredis would
+ * print "[ioredis] Unhandled error event" and a stack for every failed reconnect of every connection.
+ */
+function reportOutages(connections: ReadonlyArray<Redis | Cluster>, target: RedisTarget): void {
+  let down = false;
+  for (const connection of connections) {
+    connection.on('error', (error: unknown) => {
+      if (down) return;
+      down = true;
+      const code = (error as { code?: unknown } | null)?.code;
+      const reason = typeof code === 'string' ? code : error instanceof Error ? error.message : String(error);
+      console.error(`edgepipe: lost Redis at ${describeTarget(target)}: ${reason}; reconnecting`);
+    });
+    connection.on('ready', () => {
+      if (!down) return;
+      down = false;
+      console.error(`edgepipe: Redis at ${describeTarget(target)} is back`);
+    });
+  }
 }

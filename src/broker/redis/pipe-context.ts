@@ -20,8 +20,16 @@ export interface RedisPipeOptions {
   readonly idlePollMs: number;
   /** Stream length cap in entries: a memory bound, not flow control (a reader detects a gap). */
   readonly maxStreamEntries: number;
-  /** How long a party that dropped mid-transfer keeps its place for a resume (0: no resume). */
+  /**
+   * How long a party that dropped mid-transfer keeps its place for a resume (0: no resume), and how long an
+   * ended transfer's last frames stay for a receiver whose connection lost what was written to it.
+   */
   readonly resumeGraceMs: number;
+  /**
+   * What a receiver's connection may hold between the server's writes and the client (socket buffers on
+   * both ends, the client's own): kept, with one window more, behind each receiver's reported position.
+   */
+  readonly socketBufferBytes: number;
   /** Lifetime of an instance's heartbeat key: an instance silent for this long counts as dead. */
   readonly instanceTtlMs: number;
   /** Lifetime of an ended pipe's keys (an aborted pipe's frames, a finished pipe's state). */
@@ -53,4 +61,9 @@ export interface PartyHooks {
   settled(): void;
   /** The party is done with the pipe. */
   done(): void;
+  /**
+   * The party's last word to Redis (a receiver's leave, which its sender waits to hear), let finish by the
+   * broker's `close` before the connections go.
+   */
+  lastWord(work: Promise<unknown>): void;
 }

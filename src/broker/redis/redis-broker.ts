@@ -25,7 +25,14 @@ import type {
   SenderSession,
 } from '../types.js';
 import { AppendBudget } from './append-budget.js';
-import { connect, type RedisTarget, type ScriptCalls, scriptsOn, timeCommands } from './connection.js';
+import {
+  connect,
+  connectAll,
+  type RedisTarget,
+  type ScriptCalls,
+  scriptsOn,
+  timeCommands,
+} from './connection.js';
 import { decodeFrame, entryField } from './framing.js';
 import { pipeKeys } from './keys.js';
 import { deadInstances, InstanceHeartbeat, isDropped } from './liveness.js';
@@ -53,6 +60,9 @@ export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'wind
   readonly redisMetric?: 'redis' | 'redis_standby';
 }
 
+/** How long `close` waits for parties' last words: a receiver's look for the end frame, then its leave. */
+const LAST_WORDS_MS = END_AFTER_CANCEL_MS + 1000;
+
 /** What the resume script hands a party that takes a dropped party's place. */
 interface ResumeReply {
   readonly head: number;
@@ -75,6 +85,7 @@ interface LocalParty extends PartyHooks {
  * probes.
  */
 export class RedisBroker implements Broker, WatchableBroker {
+  readonly resumable = true;
   private readonly redis: Redis | Cluster;
   private readonly subscriber: Redis | Cluster;
   /** Heartbeats and probes: small commands that must not wait behind bulk data. */
@@ -85,6 +96,8 @@ export class RedisBroker implements Broker, WatchableBroker {
   private readonly prefix: string;
   private readonly localPipes = new Map<string, number>();
   private readonly parties = new Set<LocalParty>();
+  /** Parties' last words still under way (see `PartyHooks.lastWord`). */
+  private readonly lastWords = new Set<Promise<void>>();
   private waiting = 0;
   private closed = false;
   private readonly instanceId = randomUUID();
@@ -108,6 +121,7 @@ export class RedisBroker implements Broker, WatchableBroker {
       idlePollMs: options.idlePollMs ?? 10 * (options.pollMs ?? 500),
       maxStreamEntries: options.maxStreamEntries ?? 10_000,
       resumeGraceMs: options.resumeGraceMs ?? 30_000,
+      socketBufferBytes: options.socketBufferBytes ?? 16 * 1024 * 1024,
       instanceTtlMs: options.instanceTtlMs ?? 3000,
       endedTtlMs: options.endedTtlMs ?? 60_000,
     };
@@ -121,7 +135,7 @@ export class RedisBroker implements Broker, WatchableBroker {
   }
 
   async ready(): Promise<void> {
-    await Promise.all([this.redis.connect(), this.subscriber.connect(), this.control.connect()]);
+    await connectAll([this.redis, this.subscriber, this.control], this.options.target);
     await this.heartbeat.start();
   }
 
@@ -133,6 +147,19 @@ export class RedisBroker implements Broker, WatchableBroker {
 
   async close(): Promise<void> {
     this.drain();
+    // A receiver's leave must reach Redis, or its sender never hears it left. The Workers adapter closes
+    // its per-request broker as soon as the receiver's body is cancelled, which is when the leave starts
+    // (measured: the connections quit within 3 ms, and the leave was lost).
+    if (this.lastWords.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all(this.lastWords),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, LAST_WORDS_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     await this.heartbeat.stop().catch(() => {});
     await Promise.allSettled([this.redis.quit(), this.subscriber.quit(), this.control.quit()]);
   }
@@ -182,14 +209,16 @@ export class RedisBroker implements Broker, WatchableBroker {
       const [state, gen, sender] = await this.redis.hmget(keys.meta, 'state', 'gen', 'sinst');
       if (!state || !gen) return undefined;
       if (state === 'w' || state === 'e') return { state: 'waiting' };
-      if (state !== 's') return { state: 'ended' };
       const last = await this.redis.xrevrangeBuffer(keys.data(gen), '+', '-', 'COUNT', 1);
-      let committedOffset = 0;
-      if (last[0]) {
-        const frame = decodeFrame(entryField(last[0][1], 'h'), entryField(last[0][1], 'p'));
-        if (frame.kind !== 'data') return { state: 'ended' };
-        committedOffset = frame.offset + frame.payload.byteLength;
-      }
+      const frame = last[0]
+        ? decodeFrame(entryField(last[0][1], 'h'), entryField(last[0][1], 'p'))
+        : undefined;
+      // An ended transfer whose end frame is still kept tells its length: a sender whose connection broke
+      // after the last byte learns there that everything it sent was committed.
+      const ended: PipeStatus =
+        frame?.kind === 'end' ? { state: 'ended', committedOffset: frame.offset } : { state: 'ended' };
+      if (state !== 's' || (frame && frame.kind !== 'data')) return ended;
+      const committedOffset = frame ? frame.offset + frame.payload.byteLength : 0;
       const dead = await deadInstances(this.redis, this.prefix, [sender], this.instanceId);
       const senderDropped = isDropped(sender, dead);
       return { state: 'transferring', committedOffset, senderDropped };
@@ -200,17 +229,18 @@ export class RedisBroker implements Broker, WatchableBroker {
 
   async openSender(options: OpenSenderOptions): Promise<SenderSession> {
     const onEvent = options.onEvent ?? (() => {});
+    const resumable = options.resumable === true;
     if (options.resumeAt !== undefined) {
       return this.open(options, 's', (ctx, id, party, reply) => {
         const resume: SenderResume = { offset: reply.resumed!.head, seq: reply.resumed!.seq };
-        return new RedisSenderSession(ctx, id, reply.present, true, onEvent, party, resume);
+        return new RedisSenderSession(ctx, id, reply.present, true, onEvent, party, resumable, resume);
       });
     }
     return this.open(
       options,
       's',
       (ctx, id, party, reply) =>
-        new RedisSenderSession(ctx, id, reply.present, reply.established, onEvent, party),
+        new RedisSenderSession(ctx, id, reply.present, reply.established, onEvent, party, resumable),
     );
   }
 
@@ -219,7 +249,7 @@ export class RedisBroker implements Broker, WatchableBroker {
     return this.open(options, 'r', (ctx, id, party, reply) => {
       const resume: ReceiverResume | undefined =
         offset === undefined ? undefined : { offset, meta: { headers: reply.resumed!.headers } };
-      return new RedisReceiverSession(ctx, id, party, resume);
+      return new RedisReceiverSession(ctx, id, party, options.resumable === true, resume);
     });
   }
 
@@ -270,6 +300,14 @@ export class RedisBroker implements Broker, WatchableBroker {
         if (!party.waiting) return;
         party.waiting = false;
         this.waiting -= 1;
+      },
+      lastWord: (work) => {
+        const said: Promise<void> = work
+          .catch(() => {})
+          .then(() => {
+            this.lastWords.delete(said);
+          });
+        this.lastWords.add(said);
       },
       done: () => {
         if (left) return;
@@ -378,17 +416,32 @@ export class RedisBroker implements Broker, WatchableBroker {
     unlisten: () => void,
   ): Promise<{ present: number; established: boolean; resumed: ResumeReply }> {
     const { keys, path } = ctx;
-    const waitFor = Math.max(this.pipeOptions.instanceTtlMs, END_AFTER_CANCEL_MS) + this.pipeOptions.pollMs;
+    // A margin of at least half a second: the drop is marked a round trip or two after those times.
+    const waitFor =
+      Math.max(this.pipeOptions.instanceTtlMs, END_AFTER_CANCEL_MS) + Math.max(this.pipeOptions.pollMs, 500);
     const deadline = Date.now() + waitFor;
     try {
       for (;;) {
+        const lastTry = Date.now() >= deadline;
         const [gen, sender] = await this.redis.hmget(keys.meta, 'gen', 'sinst');
         if (!gen) throw new NothingToResumeError(path, 'no-transfer');
         const owners = role === 's' ? [sender] : await this.redis.hvals(keys.owners);
         const dead = await deadInstances(this.redis, this.prefix, owners, this.instanceId);
         const reply = (await this.scripts.resume(
           [keys.meta, keys.readers, keys.owners, keys.data(gen)],
-          [role, id, this.instanceId, offset, gen, keys.events, dead.join(' '), this.pipeOptions.ttlMs],
+          [
+            role,
+            id,
+            this.instanceId,
+            offset,
+            gen,
+            keys.events,
+            dead.join(' '),
+            this.pipeOptions.ttlMs,
+            this.pipeOptions.resumeGraceMs,
+            this.pipeOptions.windowBytes + this.pipeOptions.socketBufferBytes,
+            lastTry ? '1' : '0',
+          ],
         )) as unknown[];
         if (reply[0] === 'ok') {
           (ctx as { generation: string }).generation = gen;
@@ -407,7 +460,7 @@ export class RedisBroker implements Broker, WatchableBroker {
         const reason = String(reply[1]);
         if (reason === 'offset') throw new ResumeOffsetError(offset, Number(reply[2]), Number(reply[3]));
         const stillConnected = reason === 'sender-connected' || reason === 'no-dropped-receiver';
-        if (!stillConnected || Date.now() >= deadline) {
+        if (!stillConnected || lastTry) {
           throw new NothingToResumeError(path, reason as NothingToResumeError['reason']);
         }
         await new Promise((resolve) => setTimeout(resolve, Math.min(250, this.pipeOptions.pollMs)));

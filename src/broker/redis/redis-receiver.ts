@@ -65,6 +65,8 @@ export class RedisReceiverSession implements ReceiverSession {
     private readonly ctx: PipeContext,
     private readonly id: string,
     private readonly hooks: PartyHooks,
+    /** The client can resume: when it drops mid-transfer its place is held for it (see `leaveOrDrop`). */
+    private readonly resumable: boolean,
     private readonly resume?: ReceiverResume,
   ) {
     this.reaping = new ReapingWait(ctx, this.wakeup);
@@ -168,16 +170,17 @@ export class RedisReceiverSession implements ReceiverSession {
       // Everything handed out: a runtime may stop pulling once it has written a declared length, before
       // the end frame was read (Deno does). One more look tells a finished receiver from one that dropped.
       this.left = true;
-      void this.awaitEndAfterCancel().then((finished) => {
-        if (finished) {
+      this.hooks.lastWord(
+        this.awaitEndAfterCancel().then((finished) => {
+          if (!finished) return this.leaveOrDrop();
           this.report();
           this.finish();
-        } else this.leaveOrDrop();
-      });
+        }),
+      );
       return;
     }
     this.left = true;
-    this.leaveOrDrop();
+    this.hooks.lastWord(this.leaveOrDrop());
   }
 
   /**
@@ -202,19 +205,19 @@ export class RedisReceiverSession implements ReceiverSession {
   }
 
   /**
-   * The receiver left without reading the whole body: one that dropped mid-transfer keeps its place for a
-   * resume (the end frame fetched but not all of it delivered counts as that); one that never started leaves.
+   * The receiver left without reading the whole body: one that can resume and dropped mid-transfer keeps its
+   * place for a resume (the end frame fetched but not all of it delivered counts as that); one that never
+   * started, or that did not say it can resume, leaves, and the sender hears of it at once, as in
+   * piping-server (a plain curl that died does not come back; holding its place would stall the sender).
    */
-  private leaveOrDrop(): void {
+  private leaveOrDrop(): Promise<unknown> {
     const { scripts, keys, generation, options } = this.ctx;
-    if (this.started && options.resumeGraceMs > 0) {
-      scripts.drop([keys.meta, keys.owners], ['r', this.id, generation, keys.events]).catch(() => {});
-    } else {
-      scripts
-        .leave([keys.meta, keys.readers, keys.owners], ['r', this.id, generation, keys.events])
-        .catch(() => {});
-    }
+    const told =
+      this.started && this.resumable && options.resumeGraceMs > 0
+        ? scripts.drop([keys.meta, keys.owners], ['r', this.id, generation, keys.events])
+        : scripts.leave([keys.meta, keys.readers, keys.owners], ['r', this.id, generation, keys.events]);
     this.finish();
+    return told.catch(() => {});
   }
 
   /** Fetches the next frames after the last one read; false when there were none yet. */

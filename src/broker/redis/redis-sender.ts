@@ -35,9 +35,15 @@ export interface SenderResume {
  * The sender's side of a Redis-backed pipe. Chunks go into the transfer's stream one frame each, pipelined:
  * appends are not awaited one by one (a round trip per chunk capped a first version at ~90 MiB/s) but kept
  * in flight up to half a window. While the slowest receiver's backlog plus what is in flight exceeds the
- * window, the sender waits for receivers to report progress. Frames the slowest receiver read more than a
- * window ago are trimmed, so Redis holds about two windows per pipe: the unread part, and what a receiver
- * that drops may still ask for again when it resumes.
+ * window, the sender waits for receivers to report progress.
+ *
+ * What a receiver reports is what was written to its socket, not what its client received: socket buffers
+ * on both ends hold megabytes more. So frames are trimmed only once they lie `socketBufferBytes` plus one
+ * window behind the slowest receiver's reported position, and after the end the last of them stay for
+ * `resumeGraceMs`: a receiver that drops anywhere, even after the last byte left the server, resumes
+ * byte-exact. Redis holds at most about 2.25 windows plus `socketBufferBytes` per pipe while it runs (the
+ * unread part, the retained tail, a quarter window of trimming lag), and one window plus
+ * `socketBufferBytes` during the grace after its end.
  */
 export class RedisSenderSession implements SenderSession {
   private readonly wakeup = new Wakeup();
@@ -47,6 +53,7 @@ export class RedisSenderSession implements SenderSession {
   private seq = 0;
   private offset = 0;
   private finished = false;
+  private toldAllGone = false;
   private failure: Error | undefined;
   /** Appends sent and not yet answered, oldest first, with their sizes. */
   private readonly inFlight: Array<{ reply: Promise<void>; bytes: number }> = [];
@@ -64,6 +71,8 @@ export class RedisSenderSession implements SenderSession {
   private readonly frames: Array<{ id: string; end: number }> = [];
   private unlisten: () => void = () => {};
   private readonly frameBytes: number;
+  /** Bytes kept behind the slowest receiver's reported position (see the class comment). */
+  private readonly retainBytes: number;
   readonly resumedAt: number | undefined;
 
   constructor(
@@ -73,11 +82,14 @@ export class RedisSenderSession implements SenderSession {
     establishedAtOpen: boolean,
     private readonly onEvent: (event: SenderEvent) => void,
     private readonly hooks: PartyHooks,
+    /** The client can resume: when its upload breaks, the transfer waits for it (see `interrupt`). */
+    private readonly resumable: boolean,
     resume?: SenderResume,
   ) {
     this.established = establishedAtOpen || resume !== undefined;
     this.reaping = new ReapingWait(ctx, this.wakeup);
     this.frameBytes = Math.min(MAX_FRAME_BYTES, Math.floor(ctx.options.windowBytes / 4));
+    this.retainBytes = ctx.options.windowBytes + ctx.options.socketBufferBytes;
     if (resume) {
       this.resumedAt = resume.offset;
       this.offset = resume.offset;
@@ -107,7 +119,7 @@ export class RedisSenderSession implements SenderSession {
     } else if (kind === 'rleft') {
       this.onEvent({ type: 'receiver-left', connected: Number(a), receivers });
     } else if (kind === 'raborted') {
-      this.onEvent({ type: 'receiver-aborted', remaining: Number(a), receivers });
+      this.receiverAborted(Number(a));
     } else if (kind === 'data' || kind === 's' || kind === 'sdropped' || kind === 'sresumed') {
       return;
     }
@@ -150,8 +162,28 @@ export class RedisSenderSession implements SenderSession {
     try {
       await this.writeChunk(chunk);
     } catch (error) {
+      // Nobody is left to read: the transfer is over, and its path must be free again (left as it was, the
+      // pipe would stay "established" until its keys expire, and this instance would count it for ever).
+      // The sender hears of it only once the path is free, so a new transfer it starts is not refused.
+      if (error instanceof ReceiversGoneError) {
+        this.receiverAborted(0);
+        await this.aborted(error.message);
+      }
       throw asPipeError(error);
     }
+  }
+
+  /**
+   * Tells of a receiver that aborted. The last one is told once, from whichever comes first: its Pub/Sub
+   * message, or the failed write that found nobody left (the message may land after the session stopped
+   * listening, and the sender's transcript must not depend on that race).
+   */
+  private receiverAborted(remaining: number): void {
+    if (remaining === 0) {
+      if (this.toldAllGone) return;
+      this.toldAllGone = true;
+    }
+    this.onEvent({ type: 'receiver-aborted', remaining, receivers: this.ctx.receivers });
   }
 
   private async writeChunk(chunk: Uint8Array): Promise<void> {
@@ -224,7 +256,7 @@ export class RedisSenderSession implements SenderSession {
         if (sender !== this.id) this.failure ??= new SenderAbortedError('Another sender took over the pipe.');
         this.backlog = backlogOf(offsets, head);
         if (this.backlog === -1) this.failure ??= new ReceiversGoneError();
-        else this.trim(head - this.backlog - options.windowBytes);
+        else this.trim(head - this.backlog - this.retainBytes);
       });
     }
     const budget = this.ctx.appendBudget;
@@ -297,11 +329,15 @@ export class RedisSenderSession implements SenderSession {
         if (backlog === 0) break;
         await this.reaping.wait();
       }
+      // Every receiver was written everything, which is not that every client received it: the last frames
+      // stay for the grace period, for a receiver whose connection lost what its socket buffers held.
+      this.trim(this.offset - this.retainBytes);
       await scripts.finish(
         [keys.meta, keys.readers, keys.owners, keys.data(generation)],
-        [generation, options.endedTtlMs],
+        [generation, options.endedTtlMs, options.resumeGraceMs],
       );
     } catch (error) {
+      if (error instanceof ReceiversGoneError) this.receiverAborted(0);
       // Without a committed end frame the receivers must not wait for one: leave an abort frame (it is a
       // no-op if another sender owns the pipe now).
       if (!endCommitted) {
@@ -309,6 +345,15 @@ export class RedisSenderSession implements SenderSession {
           { kind: 'abort', seq: this.seq++, offset: this.offset, reason: 'The transfer failed.' },
           'a',
         ).then(undefined, () => {});
+      } else if (error instanceof ReceiversGoneError) {
+        // Every byte is committed but the last receivers left before reading it all: the transfer is over
+        // (the path is free), and its tail stays for the grace period like a finished one's.
+        scripts
+          .finish(
+            [keys.meta, keys.readers, keys.owners, keys.data(generation)],
+            [generation, options.endedTtlMs, options.resumeGraceMs],
+          )
+          .catch(() => {});
       }
       throw asPipeError(error);
     } finally {
@@ -317,19 +362,28 @@ export class RedisSenderSession implements SenderSession {
   }
 
   abort(reason?: string): void {
+    void this.aborted(reason);
+  }
+
+  /** `abort`, resolving once Redis has it (the path is free then). */
+  private async aborted(reason?: string): Promise<void> {
     if (this.finished) return;
     const frame: Frame = { kind: 'abort', seq: this.seq++, offset: this.offset, reason: reason ?? '' };
+    this.done();
     // Whether the pipe is still waiting is Redis's to say (a receiver may have completed it a moment ago):
     // a waiting pipe just loses its sender; an established one gets the abort frame its receivers fail on.
-    this.leave()
-      .then((reply) => (reply === 'waiting' ? undefined : this.append(frame, 'a')))
-      .catch(() => {});
-    this.done();
+    try {
+      if ((await this.leave()) !== 'waiting') await this.append(frame, 'a');
+    } catch {
+      // Redis failed: the keys expire; the receivers' reads fail on their own.
+    }
   }
 
   interrupt(reason?: string): void {
     if (this.finished) return;
-    if (this.ctx.options.resumeGraceMs === 0) {
+    // A client that did not say it can resume will not come back (a plain curl whose upload died): its
+    // receivers are cut at once instead of waiting the grace period out.
+    if (this.ctx.options.resumeGraceMs === 0 || !this.resumable) {
       this.abort(reason);
       return;
     }

@@ -59,10 +59,18 @@ end
 `;
 
 /**
- * A new request takes the place of a party that dropped out of a running transfer.
+ * A new request takes the place of a party that dropped out of a running transfer. A receiver may also
+ * resume once the end frame is written (the transfer may have finished since): every byte is in the stream
+ * then, so it is served from the frames retained without a place in the transfer; a receiver that was
+ * written everything before its client lost it resumes that way within the grace period after the end.
+ * While a receiver of a running transfer is still reading, it may be the one that dropped without its drop
+ * being marked yet: taking its place is right then, so the caller asks again and only its last try
+ * (`ARGV[11]`) is served without a place.
  * KEYS: [1] meta hash, [2] readers hash, [3] owners hash, [4] data stream
  * ARGV: [1] role 's' | 'r', [2] new party id, [3] its instance id, [4] byte offset asked for, [5] generation,
- *       [6] channel, [7] ids of dead instances (space-separated), [8] ttl ms
+ *       [6] channel, [7] ids of dead instances (space-separated), [8] ttl ms, [9] resume grace ms,
+ *       [10] bytes the sender keeps behind its head at the end (socket buffering plus one window),
+ *       [11] '1' on the caller's last try (see above), else '0'
  * Output: {'ok', committed offset, next seq, n}
  *       | {'err', 'no-transfer' | 'ended' | 'sender-connected' | 'no-dropped-receiver'}
  *       | {'err', 'offset', first retained offset, committed offset}
@@ -71,11 +79,15 @@ export const resumeScript: ScriptDefinition = {
   numberOfKeys: 4,
   lua: `${PRELUDE}
 local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'f' or state == 'a' then return {'err', 'ended'} end
-if state ~= 's' or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[5] then return {'err', 'no-transfer'} end
+if state == 'a' then return {'err', 'ended'} end
+-- A finished transfer: only receivers, and only while its last frames are retained.
+if state == 'f' and (ARGV[1] == 's' or redis.call('EXISTS', KEYS[4]) == 0) then return {'err', 'ended'} end
+if (state ~= 's' and state ~= 'f') or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[5] then
+  return {'err', 'no-transfer'}
+end
 mark_dead(ARGV[7])
 local kind, seq, head = last_frame(KEYS[4])
--- After an abort frame nobody can resume; after the end frame only receivers still reading can.
+-- After an abort frame nobody can resume; after the end frame only receivers can.
 if kind == 2 or (kind == 1 and ARGV[1] == 's') then return {'err', 'ended'} end
 local offset = tonumber(ARGV[4])
 local now = now_ms()
@@ -84,24 +96,42 @@ if ARGV[1] == 's' then
   if offset > head then return {'err', 'offset', 0, head} end
   redis.call('HSET', KEYS[1], 'sender', ARGV[2], 'sinst', ARGV[3])
   redis.call('PUBLISH', ARGV[6], 'sresumed')
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
 else
-  local owners = redis.call('HGETALL', KEYS[3])
   local taken = nil
-  for i = 1, #owners, 2 do
-    if dropped_for(owners[i + 1], now) then taken = owners[i] break end
+  if state == 's' then
+    local owners = redis.call('HGETALL', KEYS[3])
+    for i = 1, #owners, 2 do
+      if dropped_for(owners[i + 1], now) then taken = owners[i] break end
+    end
   end
-  if not taken then return {'err', 'no-dropped-receiver'} end
+  if not taken and kind ~= 1 then return {'err', 'no-dropped-receiver'} end
+  if not taken and state == 's' and ARGV[11] ~= '1' then
+    for _, position in ipairs(redis.call('HVALS', KEYS[2])) do
+      if tonumber(position) <= head then return {'err', 'no-dropped-receiver'} end
+    end
+  end
   local first = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 1)
   local from = head
   if #first > 0 then from = cmsgpack.unpack(field(first[1][2], 'h'))[3] end
+  -- Served without a place: the sender trims to its retained tail at the end, and nobody holds it back.
+  if not taken then from = math.max(from, head - tonumber(ARGV[10])) end
   if offset < from or offset > head then return {'err', 'offset', from, head} end
-  redis.call('HDEL', KEYS[2], taken)
-  redis.call('HDEL', KEYS[3], taken)
-  redis.call('HSET', KEYS[2], ARGV[2], offset)
-  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-  redis.call('PUBLISH', ARGV[6], 'rresumed')
+  if taken then
+    redis.call('HDEL', KEYS[2], taken)
+    redis.call('HDEL', KEYS[3], taken)
+    redis.call('HSET', KEYS[2], ARGV[2], offset)
+    redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+    redis.call('PUBLISH', ARGV[6], 'rresumed')
+    for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
+  elseif state == 'f' then
+    -- This reader gets a full grace period to read what is left (a new request is needed to extend it).
+    local grace = tonumber(ARGV[9])
+    for _, key in ipairs({KEYS[1], KEYS[4]}) do
+      if redis.call('PTTL', key) < grace then redis.call('PEXPIRE', key, grace) end
+    end
+  end
 end
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
 return {'ok', head, seq + 1, tonumber(redis.call('HGET', KEYS[1], 'n'))}
 `,
 };

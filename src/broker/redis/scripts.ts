@@ -150,20 +150,24 @@ return head - slowest
 };
 
 /**
- * The sender is done with a finished transfer (every remaining receiver has read it all, end frame
- * included): the path is free and the data is deleted. The state stays a little longer, so a late party
- * learns that the transfer ended rather than finding nothing.
+ * The sender is done with a finished transfer (every remaining receiver has been written it all, end frame
+ * included): the path is free for a new transfer. The frames left in the stream (the last ones the sender
+ * kept) stay for the resume grace period, since being written everything is not having received it: a
+ * receiver whose connection dropped with bytes in its socket buffers resumes from them. The state stays as
+ * long, so a late party learns that the transfer ended rather than finding nothing.
  * KEYS: [1] meta hash, [2] readers hash, [3] owners hash, [4] data stream
- * ARGV: [1] generation, [2] ttl ms of the state
+ * ARGV: [1] generation, [2] ttl ms of the state, [3] resume grace ms (0: the frames are deleted at once)
  * Output: 1 | 0 (another transfer owns the path already)
  */
 export const finishScript: ScriptDefinition = {
   numberOfKeys: 4,
   lua: `
 if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[2], KEYS[3])
+local grace = tonumber(ARGV[3])
+if grace > 0 then redis.call('PEXPIRE', KEYS[4], grace) else redis.call('DEL', KEYS[4]) end
 redis.call('HSET', KEYS[1], 'state', 'f')
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[2]), grace))
 return 1
 `,
 };

@@ -1,0 +1,379 @@
+import { OFFSET_PARAM, RESUMABLE_HEADER, RESUMABLE_YES } from '../protocol/resumable.js';
+import { GaveUpError, type IntegrityError, PeerAbortedError, RefusedError, TransferError } from './errors.js';
+import { reasonOf } from './http-reason.js';
+import { describe } from './network-error.js';
+import { type PipeProbe, probeWithRetries } from './pipe-probe.js';
+import type { PlainSource } from './plain-source.js';
+import { Backoff, retryAfterMs, retryableStatus } from './retry-policy.js';
+import { readTranscript, type TranscriptLine } from './transcript-reader.js';
+import { StallError, StallWatch } from './transfer-events.js';
+import type { TransferOptions } from './transfer-options.js';
+import type { SendEncoding } from './wire-format.js';
+
+/** Everything `send` needs; the CLI and the page build it. */
+export interface SendOptions extends TransferOptions {
+  readonly source: PlainSource;
+  readonly encoding: SendEncoding;
+  /**
+   * What an earlier, interrupted run of this transfer sent (its file as it was then, its sealed header):
+   * when the pipe still has that run's dropped sender, the transfer continues at the broker's offset with
+   * these instead of starting over. `changed` is thrown instead when the file is no longer what it was.
+   */
+  readonly continuing?: {
+    readonly source: PlainSource;
+    readonly encoding: SendEncoding;
+    readonly changed?: IntegrityError;
+  };
+}
+
+/** How a send ended well. */
+export interface SendResult {
+  /** Wire bytes in the pipe (the plaintext plus framing or sealing). */
+  readonly wireBytes: number;
+  /** Times the upload continued after a break. */
+  readonly resumes: number;
+  /** What the server said last (the transcript's last line). */
+  readonly summary: string;
+}
+
+/** How one attempt ended. */
+type Outcome =
+  | { readonly kind: 'done'; readonly summary: string }
+  | {
+      readonly kind: 'broken';
+      readonly reason: string;
+      readonly started: boolean;
+      readonly waitMs?: number;
+      /** The wire offset the body was read to, and whether that was its end. */
+      readonly sentTo: number;
+      readonly sentAll: boolean;
+    }
+  | { readonly kind: 'rewait'; readonly reason: string };
+
+/**
+ * Sends one body through a pipe and does not stop until every receiver has it, the server refuses for good,
+ * or the retry budget is spent. A break before the transfer started waits again; a break after it resumes
+ * at the broker's committed offset (`HEAD`, then `PUT ?offset=`) where the server can, and says it cannot
+ * where it cannot.
+ * @throws TransferError (RefusedError, GaveUpError, PeerAbortedError, IntegrityError)
+ */
+export async function send(options: SendOptions): Promise<SendResult> {
+  const { clock, retry, onEvent = () => {} } = options;
+  const backoff = new Backoff(retry, () => clock.now(), options.random);
+  let probe = options.knownProbe ?? (await probeWithRetries(options, backoff));
+  // Whoever probed for us has told the user already.
+  if (!options.knownProbe && !probe.edgepipe) {
+    onEvent({
+      type: 'notice',
+      text: 'the server does not say it can resume: a break after the start ends the transfer',
+    });
+  } else if (!options.knownProbe && !probe.resumable) {
+    onEvent({
+      type: 'notice',
+      text: 'this server cannot resume (in-memory broker): a break after the start ends the transfer',
+    });
+  }
+  // Where the next attempt starts on the wire; undefined: from the start, as a new transfer.
+  let resumeAt: number | undefined;
+  let body: Body = { source: options.source, encoding: options.encoding };
+  const earlier = options.continuing;
+  if (earlier && probe.state === 'transferring' && probe.senderDropped === false) {
+    // The killed run's connection may not have closed on the server's side yet (its last bytes and its FIN
+    // queue behind a full window until a receiver reads): wait until it counts as dropped, as after a break.
+    probe = await probeWithRetries(
+      options,
+      backoff,
+      stillConnected("the server still counts the interrupted run's sender as connected"),
+    );
+  }
+  if (earlier && probe.state === 'transferring' && probe.senderDropped && probe.uploadOffset !== undefined) {
+    if (earlier.changed) throw earlier.changed;
+    body = { source: earlier.source, encoding: earlier.encoding };
+    resumeAt = probe.uploadOffset;
+    onEvent({ type: 'notice', text: `continuing an interrupted transfer at byte ${resumeAt}` });
+  } else if (
+    earlier &&
+    probe.state === 'ended' &&
+    probe.uploadOffset !== undefined &&
+    probe.uploadOffset === earlier.encoding.wireLength(earlier.source.length)
+  ) {
+    // The earlier run was killed after the broker had every byte: the transfer ended without it and only
+    // its transcript was lost (as in the loop below). Sending again would open a new transfer nobody reads.
+    // An aborted transfer, or another of another length, reports no such offset.
+    if (earlier.changed) throw earlier.changed;
+    await catchUpDigest(options, earlier.source, earlier.source.length ?? 0);
+    return {
+      wireBytes: earlier.encoding.wireLength(earlier.source.length) ?? -1,
+      resumes: 0,
+      summary: 'The interrupted transfer had ended on the server while this sender was down.',
+    };
+  }
+  let resumes = 0;
+  // Whether the last attempt broke: the server may then still hold this sender's dropped place a moment.
+  let broke = false;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const outcome = await attempt(options, body, resumeAt, backoff, broke);
+    broke = outcome.kind === 'broken';
+    if (outcome.kind === 'done') {
+      return {
+        wireBytes: body.encoding.wireLength(body.source.length) ?? -1,
+        resumes,
+        summary: outcome.summary,
+      };
+    }
+    if (outcome.kind === 'rewait') {
+      // The wait itself ended (the server's wait limit, a NAT that dropped the idle connection): not a
+      // failure of the transfer, which has not begun. Wait again.
+      backoff.progressed();
+      onEvent({ type: 'notice', text: `${outcome.reason}; waiting again` });
+      resumeAt = undefined;
+      continue;
+    }
+    if (!probe.resumable) {
+      if (outcome.started) {
+        throw new GaveUpError(
+          `the connection broke during the transfer (${outcome.reason}) and this server cannot resume it`,
+        );
+      }
+      await pause(options, backoff, outcome.reason, outcome.waitMs);
+      resumeAt = undefined;
+      continue;
+    }
+    await pause(options, backoff, outcome.reason, outcome.waitMs);
+    // Where the transfer stands decides, not what this client saw: the transcript may have been cut before
+    // its "Start sending" line, or after the last byte was committed. The server may not have noticed the
+    // drop yet: ask until it counts the sender as dropped.
+    probe = await probeWithRetries(
+      options,
+      backoff,
+      stillConnected('the server still counts the sender as connected'),
+    );
+    if (probe.state === 'transferring' && probe.senderDropped && probe.uploadOffset !== undefined) {
+      resumeAt = probe.uploadOffset;
+      resumes += 1;
+      continue;
+    }
+    if (probe.state === 'ended' && outcome.sentAll && probe.uploadOffset === outcome.sentTo) {
+      // Every byte was committed and the transfer ended; only its transcript was lost with the connection.
+      return {
+        wireBytes: outcome.sentTo,
+        resumes,
+        summary: 'The transfer ended while the connection was down.',
+      };
+    }
+    if (outcome.started) {
+      throw new GaveUpError(
+        `the connection broke (${outcome.reason}) and the server no longer holds the transfer (it is ${probe.state ?? 'gone'}` +
+          `${probe.uploadOffset === undefined ? '' : ` at byte ${probe.uploadOffset}`}; this client sent ${outcome.sentTo} bytes${outcome.sentAll ? ', all of them' : ''})`,
+      );
+    }
+    resumeAt = undefined;
+  }
+}
+
+/** What is sent: the plaintext's source and its wire encoding. */
+interface Body {
+  readonly source: PlainSource;
+  readonly encoding: SendEncoding;
+}
+
+/** Asks `HEAD` again while a transfer runs whose sender the server still counts as connected. */
+function stillConnected(why: string): (probe: PipeProbe) => string | undefined {
+  return (probe) => (probe.state === 'transferring' && probe.senderDropped === false ? why : undefined);
+}
+
+/** Waits the next backoff step, or gives up when the budget is spent. */
+async function pause(
+  options: SendOptions,
+  backoff: Backoff,
+  reason: string,
+  serverWaitMs?: number,
+): Promise<void> {
+  const waitMs = backoff.next(serverWaitMs);
+  if (waitMs === undefined) {
+    throw new GaveUpError(
+      `gave up after ${Math.round(options.retry.budgetMs / 1000)} s without progress: ${reason}`,
+    );
+  }
+  options.onEvent?.({ type: 'retrying', reason, inMs: Math.round(waitMs), attempt: backoff.attempts });
+  await options.clock.sleep(waitMs, options.signal);
+}
+
+/** One PUT, from the start or from `resumeAt`, read to the end of its transcript. */
+async function attempt(
+  options: SendOptions,
+  { source, encoding }: Body,
+  resumeAt: number | undefined,
+  backoff: Backoff,
+  afterBreak: boolean,
+): Promise<Outcome> {
+  const { onEvent = () => {}, clock } = options;
+  const plan = encoding.from(source, resumeAt ?? 0);
+  const url = new URL(options.url);
+  if (resumeAt !== undefined) url.searchParams.set(OFFSET_PARAM, String(plan.wireOffset));
+  const controller = new AbortController();
+  const onUserAbort = () => controller.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onUserAbort, { once: true });
+  const stall = new StallWatch(controller, options.stallMs, clock);
+  let started = resumeAt !== undefined;
+  if (started) stall.arm();
+  const total = source.length;
+  let plainAt = plan.plainOffset;
+  // The plaintext, counted (progress, stall) and digested once, then encoded for the wire.
+  let plain: ReadableStream<Uint8Array>;
+  try {
+    await catchUpDigest(options, source, plan.plainOffset);
+    plain = source.from(plan.plainOffset);
+  } catch (error) {
+    stall.stop();
+    options.signal?.removeEventListener('abort', onUserAbort);
+    throw error;
+  }
+  const counted = plain.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform: (chunk, out) => {
+        options.digest?.updateAt(plainAt, chunk);
+        plainAt += chunk.byteLength;
+        stall.touch();
+        backoff.progressed();
+        onEvent({ type: 'progress', bytes: plainAt });
+        out.enqueue(chunk);
+      },
+      flush: () => {
+        if (!plan.encode) sentAll = true;
+      },
+    }),
+  );
+  // How far the body was read, on the wire: for plain bytes the plaintext count says it; an encoded body
+  // is counted after its encoder.
+  let sentAll = false;
+  let wireAt = plan.wireOffset;
+  const body = plan.encode
+    ? counted.pipeThrough(plan.encode).pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform: (chunk, out) => {
+            wireAt += chunk.byteLength;
+            out.enqueue(chunk);
+          },
+          flush: () => {
+            sentAll = true;
+          },
+        }),
+      )
+    : counted;
+  const broken = (reason: string, waitMs?: number): Outcome => ({
+    kind: 'broken',
+    reason,
+    started,
+    sentTo: plan.encode ? wireAt : plan.wireOffset + plainAt - plan.plainOffset,
+    sentAll,
+    ...(waitMs !== undefined ? { waitMs } : {}),
+  });
+  const wireLength = encoding.wireLength(total);
+  const headers = new Headers();
+  for (const [name, value] of options.headers) headers.append(name, value);
+  if (encoding.contentType) headers.set('Content-Type', encoding.contentType);
+  if (options.declareResumable !== false) headers.set(RESUMABLE_HEADER, RESUMABLE_YES);
+  if (wireLength !== undefined) headers.set('Content-Length', String(wireLength - plan.wireOffset));
+  if (resumeAt !== undefined) onEvent({ type: 'resumed', offset: plan.wireOffset });
+  else onEvent({ type: 'waiting', detail: receiversWanted(options.url) });
+  const waitingSince = clock.now();
+  let summary = '';
+  let final: TranscriptLine | undefined;
+  try {
+    const response = await options.fetch(url, {
+      method: 'PUT',
+      headers,
+      body,
+      signal: controller.signal,
+      // A streamed request body (fetch's rule for ReadableStream bodies).
+      duplex: 'half',
+    } as RequestInit);
+    if (!response.ok) {
+      const reason = await reasonOf(response);
+      if (retryableStatus(response.status)) {
+        const waitMs = retryAfterMs(response.headers.get('retry-after'), clock.now());
+        return broken(`HTTP ${response.status}: ${reason}`, waitMs);
+      }
+      // A 409 right after a break is most likely this sender's own dropped connection, still counted
+      // until the server notices it: tried again (bounded by the retry budget), not taken as a refusal.
+      if (afterBreak && response.status === 409 && resumeAt === undefined) {
+        return broken(`HTTP 409: ${reason}`);
+      }
+      throw new RefusedError(response.status, reason);
+    }
+    if (!response.body) return broken('the server answered without a transcript');
+    await readTranscript(response.body, (line) => {
+      if (line.kind === 'started') {
+        started = true;
+        stall.arm();
+        onEvent({ type: 'started', total });
+      } else if (line.kind === 'resumed') {
+        started = true;
+        stall.arm();
+        onEvent({ type: 'started', total });
+      }
+      if (line.kind === 'all-received' || line.kind === 'partly-received' || line.kind === 'receivers-gone')
+        final = line;
+      if (line.kind === 'nobody-came' || line.kind === 'error') final ??= line;
+      if (line.kind === 'info' || line.kind === 'error' || line.kind === 'nobody-came')
+        onEvent({ type: 'notice', text: line.text });
+      if (line.kind === 'info' || line.kind === 'resumed' || line.kind === 'started') stall.touch();
+      summary = 'text' in line ? line.text : summary;
+    });
+  } catch (error) {
+    if (error instanceof TransferError) throw error;
+    options.signal?.throwIfAborted();
+    const reason =
+      controller.signal.reason instanceof StallError ? controller.signal.reason.message : describe(error);
+    if (!started && clock.now() - waitingSince > 10_000)
+      return { kind: 'rewait', reason: `the wait broke (${reason})` };
+    return broken(reason);
+  } finally {
+    stall.stop();
+    options.signal?.removeEventListener('abort', onUserAbort);
+    controller.abort();
+  }
+  return outcomeOf(final, broken);
+}
+
+function outcomeOf(final: TranscriptLine | undefined, broken: (reason: string) => Outcome): Outcome {
+  switch (final?.kind) {
+    case 'all-received':
+      return { kind: 'done', summary: 'All receiver(s) received everything.' };
+    case 'partly-received':
+      throw new PeerAbortedError(
+        `${final.aborted} receiver(s) aborted before the end; ${final.received} received everything`,
+      );
+    case 'receivers-gone':
+      throw new PeerAbortedError('every receiver left before the end');
+    case 'nobody-came':
+      return { kind: 'rewait', reason: final.text };
+    case 'error':
+      return broken(`the server said: ${final.text}`);
+    default:
+      return broken('the transcript ended before the transfer did');
+  }
+}
+
+/** A restarted sender's digest covers the plaintext before its resume point too: read it once. */
+async function catchUpDigest(options: SendOptions, source: PlainSource, plainOffset: number): Promise<void> {
+  const digest = options.digest;
+  if (!digest || digest.fed >= plainOffset) return;
+  const reader = source.from(digest.fed).getReader();
+  try {
+    while (digest.fed < plainOffset) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      digest.update(value.subarray(0, plainOffset - digest.fed));
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
+function receiversWanted(url: URL): string {
+  const n = Number(url.searchParams.get('n') ?? '1');
+  return n === 1 ? '1 receiver' : `${n} receivers`;
+}
