@@ -12,16 +12,27 @@ export function chunkStreamOf(input: Readable, closeWithoutEndIsError = true): R
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
+        // After the end nothing may error the stream: a web stream closed with chunks still queued can be
+        // errored, which throws those chunks away (the socket's 'close' follows its 'end' at once, while a
+        // slow reader still has up to the read-ahead to take).
+        let ended = false;
         input.on('data', (chunk: Buffer) => {
           controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
           if ((controller.desiredSize ?? 0) <= 0) input.pause();
         });
-        input.once('end', () => tryTo(() => controller.close()));
-        input.once('error', (error) => tryTo(() => controller.error(error)));
+        input.once('end', () => {
+          ended = true;
+          tryTo(() => controller.close());
+        });
+        input.once('error', (error) => {
+          if (!ended) tryTo(() => controller.error(error));
+        });
         // A socket destroyed without an end was reset. (An HTTP body reports its own failures as errors,
         // and undici's may close before its end has been read.)
         if (closeWithoutEndIsError) {
-          input.once('close', () => tryTo(() => controller.error(new Error('closed without an end'))));
+          input.once('close', () => {
+            if (!ended) tryTo(() => controller.error(new Error('closed without an end')));
+          });
         }
       },
       pull() {
