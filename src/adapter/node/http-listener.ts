@@ -21,6 +21,13 @@ const STREAM_WINDOW_BYTES = 1024 * 1024;
 const SESSION_WINDOW_BYTES = 4 * 1024 * 1024;
 
 /**
+ * The high-water mark of HTTP/1 sockets, request bodies and responses. At Node's default (16 KiB) every 64 KiB
+ * chunk a receiver is written overflows it, so each write waits a turn for 'drain' and the body's reads pause
+ * and resume the socket over and over. Bounded all the same: per connection, on top of the pipe's window.
+ */
+const STREAM_HIGH_WATER_BYTES = 256 * 1024;
+
+/**
  * Whether a session's connection window may be raised with `setLocalWindowSize`. Bun's (1.4.5) also raises,
  * without a SETTINGS frame, the window it gives each new stream, and sends a stream WINDOW_UPDATE only once
  * half of that is used; the client keeps to the advertised stream window, so every HTTP/2 upload longer than
@@ -75,6 +82,7 @@ export function createHttpListener(options: HttpListenerOptions, handler: NodeRe
     // Node looks for expired heads on this period (30 s by default, which would stretch a short timeout).
     connectionsCheckingInterval: Math.min(30_000, Math.max(50, options.headersTimeoutMs / 4)),
     ServerResponse: VersionedServerResponse,
+    highWaterMark: STREAM_HIGH_WATER_BYTES,
   };
   const http2: SecureServerOptions = {
     settings: { maxHeaderListSize: options.maxHeaderBytes, initialWindowSize: STREAM_WINDOW_BYTES },

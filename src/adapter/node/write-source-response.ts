@@ -72,6 +72,17 @@ function writeStreaming({ body, init }: SourceResponse, outgoing: NodeResponse):
     abort(outgoing);
   };
   body.abandoned?.then(fail);
+  // What is written within one turn of the event loop goes out as one write: one chunk frame, one syscall.
+  // A 64 KiB read of a chunked upload comes out of the parser in two or three pieces (its frames' edges), each
+  // of which was a write of its own, down to 12 bytes: corked until the loop's check phase, the writes fell
+  // from 11,389 to 1,027 per 256 MiB and the server's CPU per GiB by a quarter (README, Benchmark).
+  const http1 = outgoing instanceof ServerResponse ? outgoing : undefined;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    // end() uncorks by itself, and the socket may be serving the connection's next response by now.
+    if (!finished) http1?.uncork();
+  };
   const next = () => {
     body.read().then(flow, fail);
   };
@@ -84,6 +95,11 @@ function writeStreaming({ body, init }: SourceResponse, outgoing: NodeResponse):
     if (isGone(outgoing)) {
       gone();
       return;
+    }
+    if (http1 && !corked) {
+      corked = true;
+      http1.cork();
+      setImmediate(uncork);
     }
     if ((outgoing as ServerResponse).write(chunk)) next();
     else outgoing.once('drain', next);
