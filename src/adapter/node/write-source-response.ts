@@ -2,6 +2,12 @@ import { ServerResponse } from 'node:http';
 import { constants, Http2ServerResponse } from 'node:http2';
 import type { ByteSource } from '../../byte-source.js';
 
+/**
+ * Whether a response may be corked for a turn. Bun's node:http (1.4.5) over TLS leaves a corked response's
+ * bytes unsent after uncork() (measured: an HTTPS sender's transcript never arrived, test/runtimes.test.ts).
+ */
+const CORKS_RESPONSES = process.versions.bun === undefined;
+
 /** A streaming response as the app made it: its body and its init. */
 export interface SourceResponse {
   readonly body: ByteSource;
@@ -76,7 +82,7 @@ function writeStreaming({ body, init }: SourceResponse, outgoing: NodeResponse):
   // A 64 KiB read of a chunked upload comes out of the parser in two or three pieces (its frames' edges), each
   // of which was a write of its own, down to 12 bytes: corked until the loop's check phase, the writes fell
   // from 11,389 to 1,027 per 256 MiB and the server's CPU per GiB by a quarter (README, Benchmark).
-  const http1 = outgoing instanceof ServerResponse ? outgoing : undefined;
+  const http1 = outgoing instanceof ServerResponse && CORKS_RESPONSES ? outgoing : undefined;
   let corked = false;
   const uncork = () => {
     corked = false;
