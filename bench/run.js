@@ -426,13 +426,14 @@ async function main() {
 
   const rawResult = results.get('raw relay');
   const dash = (value, digits) => (Number.isNaN(value) || value === undefined ? '–' : value.toFixed(digits));
-  // wrangler's own process is what the bench started; workerd, which runs the Worker, is its child: its
-  // CPU and RSS are not measured.
+  // wrangler's own process is what the bench started; workerd, which runs the Worker, is its child. CPU is
+  // the whole tree's (wrangler's dev tooling included, so an upper bound for workerd); a peak RSS of a tree
+  // is no one process's VmHWM, so the Workers row has none.
   const measured = (name) => !name.startsWith('workers');
   const rows = [...results].map(([name, r]) => [
     name,
     `${median(r.a).toFixed(0)}`,
-    measured(name) ? `${median(r.cpu).toFixed(2)}` : '–',
+    `${median(r.cpu).toFixed(2)}`,
     dash(median(r.redisCpu), 2),
     `${median(r.p50).toFixed(2)}`,
     `${median(r.p99).toFixed(2)}`,
