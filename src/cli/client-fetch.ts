@@ -27,10 +27,14 @@ export function clientFetch(options: ClientFetchOptions = {}): typeof fetch {
     bodyTimeout: 0,
   });
   return (async (input: string | URL | Request, init: RequestInit = {}) => {
-    const headers: Record<string, string> = {};
-    new Headers(init.headers).forEach((value, name) => {
-      headers[name] = value;
-    });
+    // A header given twice in pairs (X-Piping) stays two lines: `Headers` would join them into one.
+    const headers: Record<string, string | string[]> = {};
+    const pairs = Array.isArray(init.headers) ? init.headers : [...new Headers(init.headers).entries()];
+    for (const [name, value] of pairs) {
+      const key = name.toLowerCase();
+      const had = headers[key];
+      headers[key] = had === undefined ? value : [...(Array.isArray(had) ? had : [had]), value];
+    }
     const method = (init.method ?? 'GET').toUpperCase() as Dispatcher.HttpMethod;
     let answer: Dispatcher.ResponseData;
     try {

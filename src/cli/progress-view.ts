@@ -107,7 +107,9 @@ export class ProgressView {
         this.detail = '';
         break;
       case 'progress':
-        this.state = 'transferring';
+        // A sender's body is read into socket buffers before any receiver comes: those bytes do not end the
+        // wait (only 'started' does), or the bar would show a stalled transfer instead of what it waits for.
+        if (this.state !== 'waiting') this.state = 'transferring';
         this.bytes = event.bytes;
         this.rate.add(now, event.bytes);
         break;
@@ -117,6 +119,8 @@ export class ProgressView {
         this.notice(this.detail);
         break;
       case 'resumed':
+        // Not waiting for a peer: a continued transfer's bytes are progress from its first one.
+        if (this.state === 'waiting') this.state = 'retrying';
         this.resumes += 1;
         this.detail = `resuming at byte ${event.offset}`;
         break;

@@ -20,6 +20,12 @@ export interface PipeProbe {
   /** Where a sender whose upload broke continues. */
   readonly uploadOffset: number | undefined;
   readonly senderDropped: boolean | undefined;
+  /**
+   * The server refused the credential (401/403). Only a first probe returns this (see `probeWithRetries`):
+   * the transfer's own request then meets the same refusal with the server's reason, which a HEAD answer
+   * has no body to carry.
+   */
+  readonly refused?: boolean;
 }
 
 /** Reads a `HEAD` answer (any status: a server that does not know HEAD is simply not an edgepipe one). */
@@ -47,13 +53,16 @@ export type ProbeTarget = Pick<
 /**
  * `HEAD` until it answers, retried with `backoff` like any request (network errors, 5xx, 408, 429 with
  * their `Retry-After`); `again` may name a reason to ask once more about an answer (a sender the server
- * still counts as connected). A refused credential is final.
+ * still counts as connected). A refused credential is final: thrown, or with `onRefusal: 'return'` (a
+ * transfer's first probe, whose own request follows) returned as a `refused` probe, so that the refusal
+ * the user sees is the server's own one-line reason from that request.
  * @throws RefusedError, GaveUpError
  */
 export async function probeWithRetries(
   target: ProbeTarget,
   backoff: Backoff,
   again: (probe: PipeProbe) => string | undefined = () => undefined,
+  onRefusal: 'throw' | 'return' = 'throw',
 ): Promise<PipeProbe> {
   for (;;) {
     let reason: string;
@@ -61,6 +70,7 @@ export async function probeWithRetries(
     try {
       const response = await headRequest(target);
       if (response.status === 401 || response.status === 403) {
+        if (onRefusal === 'return') return { ...probeOf(response), refused: true };
         throw new RefusedError(response.status, 'the URL or token is not accepted');
       }
       if (retryableStatus(response.status)) {

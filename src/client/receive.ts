@@ -76,8 +76,9 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveResult> {
     return { plainBytes: earlier.plainWritten, resumes: 0, meta: earlier.meta };
   }
   const backoff = new Backoff(options.retry, () => clock.now(), options.random);
-  const probe = options.knownProbe ?? (await probeWithRetries(options, backoff));
-  if (!probe.resumable && !options.knownProbe) {
+  const probe = options.knownProbe ?? (await probeWithRetries(options, backoff, undefined, 'return'));
+  // A refused probe leaves the GET to say why (with the server's reason): no notice before it.
+  if (!probe.resumable && !options.knownProbe && !probe.refused) {
     onEvent({
       type: 'notice',
       text: probe.edgepipe

@@ -60,14 +60,16 @@ type Outcome =
 export async function send(options: SendOptions): Promise<SendResult> {
   const { clock, retry, onEvent = () => {} } = options;
   const backoff = new Backoff(retry, () => clock.now(), options.random);
-  let probe = options.knownProbe ?? (await probeWithRetries(options, backoff));
-  // Whoever probed for us has told the user already.
-  if (!options.knownProbe && !probe.edgepipe) {
+  let probe = options.knownProbe ?? (await probeWithRetries(options, backoff, undefined, 'return'));
+  // Whoever probed for us has told the user already; after a refused probe the PUT is refused with the
+  // server's reason, and a notice before it would only mislead.
+  const tell = !options.knownProbe && !probe.refused;
+  if (tell && !probe.edgepipe) {
     onEvent({
       type: 'notice',
       text: 'the server does not say it can resume: a break after the start ends the transfer',
     });
-  } else if (!options.knownProbe && !probe.resumable) {
+  } else if (tell && !probe.resumable) {
     onEvent({
       type: 'notice',
       text: 'this server cannot resume (in-memory broker): a break after the start ends the transfer',
@@ -271,11 +273,19 @@ async function attempt(
     ...(waitMs !== undefined ? { waitMs } : {}),
   });
   const wireLength = encoding.wireLength(total);
-  const headers = new Headers();
-  for (const [name, value] of options.headers) headers.append(name, value);
-  if (encoding.contentType) headers.set('Content-Type', encoding.contentType);
-  if (options.declareResumable !== false) headers.set(RESUMABLE_HEADER, RESUMABLE_YES);
-  if (wireLength !== undefined) headers.set('Content-Length', String(wireLength - plan.wireOffset));
+  // Pairs, not a Headers object, which joins a repeated header (`--header 'X-Piping: a'` twice) into one
+  // value, "a, b": the broker hands each X-Piping to its receivers as it came, and a value may hold a comma.
+  const own: Array<[string, string]> = [];
+  if (encoding.contentType) own.push(['Content-Type', encoding.contentType]);
+  if (options.declareResumable !== false) own.push([RESUMABLE_HEADER, RESUMABLE_YES]);
+  if (wireLength !== undefined) own.push(['Content-Length', String(wireLength - plan.wireOffset)]);
+  const replaced = new Set(own.map(([name]) => name.toLowerCase()));
+  const headers: Array<[string, string]> = [
+    ...options.headers
+      .filter(([name]) => !replaced.has(name.toLowerCase()))
+      .map(([name, value]): [string, string] => [name, value]),
+    ...own,
+  ];
   if (resumeAt !== undefined) onEvent({ type: 'resumed', offset: plan.wireOffset });
   else onEvent({ type: 'waiting', detail: receiversWanted(options.url) });
   const waitingSince = clock.now();

@@ -16,11 +16,12 @@ export interface RunResult {
 export function run(
   command: string,
   args: readonly string[],
-  options: { input?: Uint8Array | string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  options: { input?: Uint8Array | string; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.cwd && { cwd: options.cwd }),
       ...(options.env && { env: { ...process.env, ...options.env } }),
     });
     const out: Buffer[] = [];
