@@ -60,6 +60,12 @@ export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'wind
   readonly redisMetric?: 'redis' | 'redis_standby';
 }
 
+/**
+ * The instance's bound on upload bytes on their way to Redis, in windows, shared by all its senders (see
+ * `AppendBudget`). One sender keeps at most half a window in flight, so one window lets two go at full pace.
+ */
+const APPEND_BUDGET_WINDOWS = 1;
+
 /** How long `close` waits for parties' last words: a receiver's look for the end frame, then its leave. */
 const LAST_WORDS_MS = END_AFTER_CANCEL_MS + 1000;
 
@@ -101,7 +107,7 @@ export class RedisBroker implements Broker, WatchableBroker {
   private waiting = 0;
   private closed = false;
   private readonly instanceId = randomUUID();
-  /** Appends in flight across all this instance's senders: four windows' worth (32 MiB by default). */
+  /** Upload bytes on their way to Redis across all this instance's senders: one window (8 MiB by default). */
   private readonly appendBudget: AppendBudget;
   private readonly heartbeat: InstanceHeartbeat;
 
@@ -125,7 +131,7 @@ export class RedisBroker implements Broker, WatchableBroker {
       instanceTtlMs: options.instanceTtlMs ?? 3000,
       endedTtlMs: options.endedTtlMs ?? 60_000,
     };
-    this.appendBudget = new AppendBudget(4 * options.windowBytes);
+    this.appendBudget = new AppendBudget(APPEND_BUDGET_WINDOWS * options.windowBytes);
     this.heartbeat = new InstanceHeartbeat(
       this.control,
       this.prefix,
@@ -162,6 +168,11 @@ export class RedisBroker implements Broker, WatchableBroker {
     }
     await this.heartbeat.stop().catch(() => {});
     await Promise.allSettled([this.redis.quit(), this.subscriber.quit(), this.control.quit()]);
+  }
+
+  /** Upload bytes this instance holds on their way to Redis right now (bounded by one window). */
+  get uploadBytesInFlight(): number {
+    return this.appendBudget.held;
   }
 
   stats(): BrokerStats {

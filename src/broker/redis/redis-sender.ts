@@ -187,8 +187,24 @@ export class RedisSenderSession implements SenderSession {
   }
 
   private async writeChunk(chunk: Uint8Array): Promise<void> {
-    if (chunk.byteLength === 0) return;
+    // A chunk larger than a frame goes in frame-sized pieces (Bun hands over a 1 MiB upload as one chunk):
+    // frames stay within `frameBytes`, which is what bounds a receiver's read batch in bytes.
+    for (let at = 0; at < chunk.byteLength; at += this.frameBytes) {
+      const piece = chunk.byteLength <= this.frameBytes ? chunk : chunk.subarray(at, at + this.frameBytes);
+      await this.writePiece(piece);
+    }
+  }
+
+  private async writePiece(chunk: Uint8Array): Promise<void> {
     if (this.failure) throw this.failure;
+    // The instance's budget is taken before the bytes are: they are held from here until Redis answers.
+    const budget = this.ctx.appendBudget;
+    await budget.acquire(chunk.byteLength);
+    if (this.finished || this.failure) {
+      budget.give(chunk.byteLength);
+      throw this.failure ?? new SenderAbortedError('The transfer is over.');
+    }
+    if (this.pendingBytes + chunk.byteLength > this.frameBytes) this.flush();
     this.pending.push(chunk);
     this.pendingBytes += chunk.byteLength;
     if (this.pendingBytes >= this.frameBytes) this.flush();
@@ -201,7 +217,6 @@ export class RedisSenderSession implements SenderSession {
     }
     const window = this.ctx.options.windowBytes;
     while (this.inFlightBytes > window / 2 && this.inFlight.length > 0) await this.inFlight.shift()!.reply;
-    await this.ctx.appendBudget.room();
     while (!this.failure && this.backlog + this.inFlightBytes + this.pendingBytes > window) {
       await this.reaping.wait();
       this.backlog = backlogOf(
@@ -273,7 +288,6 @@ export class RedisSenderSession implements SenderSession {
     );
     this.inFlight.push({ reply: settled, bytes });
     this.inFlightBytes += bytes;
-    budget.take(bytes);
   }
 
   /**
@@ -438,6 +452,10 @@ export class RedisSenderSession implements SenderSession {
   private done(): void {
     if (this.finished) return;
     this.finished = true;
+    // Bytes taken from the body that will never be sent give their budget back (flush sends nothing now).
+    this.ctx.appendBudget.give(this.pendingBytes);
+    this.pending.length = 0;
+    this.pendingBytes = 0;
     this.unlisten();
     this.hooks.settled();
     this.hooks.done();
