@@ -81,7 +81,7 @@ function writeStreaming({ body, init }: SourceResponse, outgoing: NodeResponse):
   // What is written within one turn of the event loop goes out as one write: one chunk frame, one syscall.
   // A 64 KiB read of a chunked upload comes out of the parser in two or three pieces (its frames' edges), each
   // of which was a write of its own, down to 12 bytes: corked until the loop's check phase, the writes fell
-  // from 11,389 to 1,027 per 256 MiB and the server's CPU per GiB by a quarter (README, Benchmark).
+  // from 11,389 to 1,027 per 256 MiB and the server's CPU per GiB by a quarter (docs/benchmarks.md).
   const http1 = outgoing instanceof ServerResponse && CORKS_RESPONSES ? outgoing : undefined;
   let corked = false;
   const uncork = () => {

@@ -40,7 +40,11 @@ export function checkLog2N(log2N: number): void {
  * The file key of a passphrase: scrypt(UTF-8 of the NFC form, salt, N = 2^log2N, r = 8, p = 1, 32 bytes).
  * NFC so that the same passphrase typed on two systems (composed or decomposed accents) gives one key.
  */
-export function passphraseKey(passphrase: string, salt: Uint8Array, log2N: number): Promise<Uint8Array> {
+export async function passphraseKey(
+  passphrase: string,
+  salt: Uint8Array,
+  log2N: number,
+): Promise<Uint8Array> {
   checkLog2N(log2N);
   const saltHex = Array.from(salt, (byte) => byte.toString(16).padStart(2, '0')).join('');
   const last = lastDerived;
