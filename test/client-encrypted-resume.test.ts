@@ -7,10 +7,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type CuttingProxy, type FaultPlan, startCuttingProxy } from './helpers/cutting-proxy.js';
-import { type RunResult, repoRoot, run, type ServerProcess, spawnServer } from './helpers/processes.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { type RunResult, repoRoot, run, type ServerProcess } from './helpers/processes.js';
+import { useRedisPair } from './helpers/redis-pair.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -54,18 +54,7 @@ function resumesOf(result: RunResult): number {
 }
 
 describe('encrypted and framed transfers resume after cuts, on Redis with two instances', () => {
-  let redis: TestRedis;
-  let a: ServerProcess;
-  let b: ServerProcess;
-  beforeAll(async () => {
-    redis = await startTestRedis();
-    [a, b] = await Promise.all([spawnServer(['--redis', redis.url]), spawnServer(['--redis', redis.url])]);
-  }, 60_000);
-  afterAll(async () => {
-    a?.kill();
-    b?.kill();
-    await redis?.stop();
-  });
+  const servers = useRedisPair();
 
   it.each([
     ['--key-file', ['--key-file', keyFile], {}],
@@ -85,8 +74,8 @@ describe('encrypted and framed transfers resume after cuts, on Redis with two in
       writeFileSync(input, data);
       const host = (server: ServerProcess) => ({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
       const proxies: CuttingProxy[] = [
-        await startCuttingProxy({ target: host(a), plan: cutsOf('up') }),
-        await startCuttingProxy({ target: host(b), plan: cutsOf('down') }),
+        await startCuttingProxy({ target: host(servers.a), plan: cutsOf('up') }),
+        await startCuttingProxy({ target: host(servers.b), plan: cutsOf('down') }),
       ];
       try {
         const recvFlags = flags[0] === '--framed' ? [] : [...flags];

@@ -13,7 +13,7 @@ import {
   startCuttingProxy,
 } from './helpers/cutting-proxy.js';
 import { type RunResult, repoRoot, run, type ServerProcess, spawnServer } from './helpers/processes.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { useRedisPair } from './helpers/redis-pair.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -74,18 +74,7 @@ function sizeFor(index: number, random: () => number): number {
 }
 
 describe('edgepipe send/recv on Redis, two instances, connections cut at random', () => {
-  let redis: TestRedis;
-  let a: ServerProcess;
-  let b: ServerProcess;
-  beforeAll(async () => {
-    redis = await startTestRedis();
-    [a, b] = await Promise.all([spawnServer(['--redis', redis.url]), spawnServer(['--redis', redis.url])]);
-  }, 60_000);
-  afterAll(async () => {
-    a?.kill();
-    b?.kill();
-    await redis?.stop();
-  });
+  const servers = useRedisPair();
 
   it('50 transfers of 0 B to 64 MiB arrive byte-exact, exit 0, through several cuts each', async () => {
     const seed = Number(process.env.FAULTS_SEED ?? Date.now() % 1_000_000);
@@ -100,8 +89,8 @@ describe('edgepipe send/recv on Redis, two instances, connections cut at random'
       const output = join(work, `out-${i}`);
       writeFileSync(input, data);
       const proxies: CuttingProxy[] = [
-        await startCuttingProxy({ target: hostPort(a.url), plan: transferPlan(random, size, 3) }),
-        await startCuttingProxy({ target: hostPort(b.url), plan: transferPlan(random, size, 3) }),
+        await startCuttingProxy({ target: hostPort(servers.a.url), plan: transferPlan(random, size, 3) }),
+        await startCuttingProxy({ target: hostPort(servers.b.url), plan: transferPlan(random, size, 3) }),
       ];
       try {
         const receiving = edgepipe(['recv', `${proxies[1]!.url}/faults/${i}`, output, ...FAST]);
@@ -130,18 +119,7 @@ describe('edgepipe send/recv on Redis, two instances, connections cut at random'
 });
 
 describe('a stalled connection (a frozen instance: SIGSTOP) is dropped after --stall-timeout and resumed', () => {
-  let redis: TestRedis;
-  let a: ServerProcess;
-  let b: ServerProcess;
-  beforeAll(async () => {
-    redis = await startTestRedis();
-    [a, b] = await Promise.all([spawnServer(['--redis', redis.url]), spawnServer(['--redis', redis.url])]);
-  }, 60_000);
-  afterAll(async () => {
-    a?.kill();
-    b?.kill();
-    await redis?.stop();
-  });
+  const servers = useRedisPair();
 
   it('the receiver notices the stall, reconnects once the instance runs again, and gets every byte', async () => {
     const data = randomBytes(32 * MiB);
@@ -149,15 +127,22 @@ describe('a stalled connection (a frozen instance: SIGSTOP) is dropped after --s
     const output = join(work, 'stall.out');
     writeFileSync(input, data);
     const args = ['--retry-base', '50ms', '--retry-cap', '500ms', '--progress', 'json'];
-    const receiving = edgepipe(['recv', `${b.url}/stall/x`, output, '--stall-timeout', '1s', ...args]);
+    const receiving = edgepipe([
+      'recv',
+      `${servers.b.url}/stall/x`,
+      output,
+      '--stall-timeout',
+      '1s',
+      ...args,
+    ]);
     await delay(300);
     // The sender keeps the default stall timeout: held back by the frozen receiver's side, it just waits.
-    const sending = edgepipe(['send', `${a.url}/stall/x`, input, ...args]);
+    const sending = edgepipe(['send', `${servers.a.url}/stall/x`, input, ...args]);
     for (let i = 0; i < 200 && (existsSync(output) ? statSync(output).size : 0) < 4 * MiB; i++)
       await delay(25);
-    b.child.kill('SIGSTOP');
+    servers.b.child.kill('SIGSTOP');
     await delay(3000);
-    b.child.kill('SIGCONT');
+    servers.b.child.kill('SIGCONT');
     const [sent, received] = await Promise.all([sending, receiving]);
     expect(sent.code, `${sent.stderr}\nreceiver: ${received.stderr}`).toBe(0);
     expect(received.code, received.stderr).toBe(0);
