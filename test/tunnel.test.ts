@@ -98,9 +98,16 @@ describe('edgepipe expose / connect on the in-memory broker', () => {
 
   it('a reset by the client reaches the service as a reset', async () => {
     const resets: string[] = [];
+    // The reset is made once the service holds the client's first byte: a connection the service has not
+    // even accepted yet (its process busy under the full suite) is the kernel's business, not the tunnel's.
+    let gotByte!: () => void;
+    const serviceGotByte = new Promise<void>((resolve) => {
+      gotByte = resolve;
+    });
     const { createServer } = await import('node:net');
     const server = createServer((socket) => {
       socket.on('error', (error: NodeJS.ErrnoException) => resets.push(error.code ?? error.message));
+      socket.once('data', () => gotByte());
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
@@ -111,6 +118,7 @@ describe('edgepipe expose / connect on the in-memory broker', () => {
       client.on('error', () => {});
       client.write('x');
       await expose.waitFor(/open/);
+      await serviceGotByte;
       client.resetAndDestroy();
       await expose.waitFor(/reset: reset on the connecting side/);
       for (let i = 0; i < 250 && resets.length === 0; i++) await delay(20);
