@@ -46,7 +46,7 @@ describe('piping-server compatibility through app.request', () => {
     expect(res.status).toBe(200);
     // piping-server's three, and edgepipe's resume declaration (a page may resume).
     expect(res.headers.get('access-control-allow-headers')).toBe(
-      `Content-Type, Content-Disposition, X-Piping, ${RESUMABLE_HEADER}`,
+      `Content-Type, Content-Disposition, X-Piping, ${RESUMABLE_HEADER}, Upload-Complete, Upload-Length`,
     );
     expect(res.headers.get('access-control-expose-headers')).toBe('Access-Control-Allow-Headers');
     expect(res.headers.get('content-length')).toBe('0');

@@ -174,6 +174,28 @@ describe.each<Deployment>(['one Redis', 'Redis Cluster'])(
       expect(got2.equals(body)).toBe(true);
     });
 
+    it('interrupt resolves once every byte written is committed and the drop is recorded (a piece ends)', async () => {
+      const [a, b] = await instances(2);
+      const body = randomBytes(WINDOW + 4321);
+      const sender = await a!.openSender({ path: '/piece', receivers: 1, resumable: true });
+      const receiver = await b!.openReceiver({ path: '/piece', receivers: 1, resumable: true });
+      await started(sender, [receiver]);
+      const reading = readBytes(receiver);
+      // Small writes: the last ones are still joined into a frame not yet sent when the piece ends.
+      await writeAll(sender, body, 1000);
+      await sender.interrupt('a piece ended');
+      // Asked at once, on another instance: no wait for the drop to land.
+      expect(await b!.inspect('/piece')).toMatchObject({
+        state: 'transferring',
+        committedOffset: body.byteLength,
+        senderDropped: true,
+      });
+      const again = await b!.openSender({ path: '/piece', receivers: 1, resumeAt: body.byteLength });
+      expect(again.resumedAt).toBe(body.byteLength);
+      await again.end();
+      expect((await reading).equals(body)).toBe(true);
+    });
+
     it('a receiver and a sender resume exactly at the committed offset (the usual case: nothing was lost)', async () => {
       const [a, b] = await instances(2);
       const body = randomBytes(3 * WINDOW);

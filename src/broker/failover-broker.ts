@@ -220,6 +220,7 @@ class MovedToStandby extends Error {
 class MigratingSender extends Movable implements SenderSession {
   readonly connectedAtOpen: number;
   readonly resumedAt: number | undefined;
+  readonly resumedMeta: PipeMeta | undefined;
 
   constructor(
     private inner: SenderSession,
@@ -230,6 +231,7 @@ class MigratingSender extends Movable implements SenderSession {
     super();
     this.connectedAtOpen = inner.connectedAtOpen;
     this.resumedAt = inner.resumedAt;
+    this.resumedMeta = inner.resumedMeta;
   }
 
   waitForReceivers(signal: AbortSignal): Promise<void> {
@@ -263,9 +265,9 @@ class MigratingSender extends Movable implements SenderSession {
     this.giveUp();
     this.inner.abort(reason);
   }
-  interrupt(reason?: string): void {
+  interrupt(reason?: string): Promise<void> {
     this.giveUp();
-    this.inner.interrupt(reason);
+    return this.inner.interrupt(reason);
   }
   release(): void {
     this.giveUp();

@@ -76,6 +76,8 @@ export interface SenderSession {
    * already done.
    */
   readonly resumedAt?: number;
+  /** Set with `resumedAt` where the broker knows it: what the transfer's receivers were given at its start. */
+  readonly resumedMeta?: PipeMeta;
   /**
    * Resolves once every receiver is present.
    * Rejects with the signal's reason when `signal` aborts (the slot stays claimed: call `release`).
@@ -93,11 +95,14 @@ export interface SenderSession {
   /** The body failed: every receiver's read rejects with `SenderAbortedError`. Idempotent. */
   abort(reason?: string): void;
   /**
-   * The upload broke off (the client's connection dropped). A backend that can resume holds the transfer
-   * for a grace period in which a new sender may continue it (`resumeAt`); otherwise, or after that, this
-   * is an `abort`. Idempotent.
+   * The upload broke off (the client's connection dropped), or a piece of it ended (`Upload-Complete: ?0`).
+   * A backend that can resume commits every byte written so far and holds the transfer for a grace period
+   * in which a new sender may continue it (`resumeAt`); otherwise, or after that, this is an `abort`.
+   * Resolves once the drop is recorded (a sender continuing after that finds it); rejects when the bytes
+   * written could not all be committed (the sender is still marked dropped, at what was committed).
+   * Idempotent (a second call resolves at once).
    */
-  interrupt(reason?: string): void;
+  interrupt(reason?: string): Promise<void>;
   /** The sender left before the transfer started: its slot is free again. Idempotent; no-op once started. */
   release(): void;
 }

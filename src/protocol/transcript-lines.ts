@@ -28,3 +28,11 @@ export const ALL_RECEIVERS_GONE = 'All receiver(s) was/were closed halfway.';
 /** Nobody came within the server's wait limit (an `[ERROR]` line): a client waits again. */
 export const NO_RECEIVER_CAME = /^No receiver came within \d+ s\.$/;
 export const noReceiverCameLine = (seconds: number) => `No receiver came within ${seconds} s.`;
+
+/**
+ * A piece of the body (`Upload-Complete: ?0`) was received and every byte of it is committed: the last
+ * line of that piece's transcript. `Piece received: continue from byte N with ?offset=N.`
+ */
+export const pieceReceivedLine = (offset: number) =>
+  `Piece received: continue from byte ${offset} with ?offset=${offset}.`;
+export const PIECE_RECEIVED = /^Piece received: continue from byte (\d+) with \?offset=\1\.$/;

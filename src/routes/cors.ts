@@ -1,13 +1,15 @@
 import { RESUMABLE_HEADER } from '../protocol/resumable.js';
+import { UPLOAD_COMPLETE_HEADER, UPLOAD_LENGTH_HEADER } from '../protocol/upload-headers.js';
 
 /** Every pipe response may be read by any origin: the path is the capability, not the caller's origin. */
 export const CORS_ORIGIN = { 'Access-Control-Allow-Origin': '*' } as const;
 
 /**
  * Request headers a browser may send to a pipe; X-Piping carries application data end to end, the
- * resumable header says a page can resume (see `RESUMABLE_HEADER`).
+ * resumable header says a page can resume (see `RESUMABLE_HEADER`), and the upload headers let a page send
+ * its body in pieces and tell the length of a streamed body (see `protocol/upload-headers.ts`).
  */
-const ALLOWED_HEADERS = `Content-Type, Content-Disposition, X-Piping, ${RESUMABLE_HEADER}`;
+const ALLOWED_HEADERS = `Content-Type, Content-Disposition, X-Piping, ${RESUMABLE_HEADER}, ${UPLOAD_COMPLETE_HEADER}, ${UPLOAD_LENGTH_HEADER}`;
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, OPTIONS';
 
 /**

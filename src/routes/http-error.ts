@@ -30,11 +30,17 @@ export function fail(status: ContentfulStatusCode, message: string, headers?: Re
  * the first byte it can still be served (`X-Edgepipe-Resume-From`).
  */
 function hintsOf(error: PipeError, role: 'sender' | 'receiver'): Record<string, string> | undefined {
-  if (error instanceof CapacityError) return { 'Retry-After': '1' };
+  // Exposed, so a page on another origin reads them too (none of them is CORS-safelisted).
+  const expose = (name: string) => ({ 'Access-Control-Expose-Headers': name });
+  if (error instanceof CapacityError) return { 'Retry-After': '1', ...expose('Retry-After') };
   if (error instanceof ResumeOffsetError) {
     return role === 'sender'
-      ? { [UPLOAD_OFFSET_HEADER]: String(error.to) }
-      : { 'Content-Range': 'bytes */*', [RESUME_FROM_HEADER]: String(error.from) };
+      ? { [UPLOAD_OFFSET_HEADER]: String(error.to), ...expose(UPLOAD_OFFSET_HEADER) }
+      : {
+          'Content-Range': 'bytes */*',
+          [RESUME_FROM_HEADER]: String(error.from),
+          ...expose(`Content-Range, ${RESUME_FROM_HEADER}`),
+        };
   }
   return undefined;
 }

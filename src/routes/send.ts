@@ -4,7 +4,18 @@ import type { PipeHeaders, SenderSession } from '../broker/types.js';
 import { type ByteSource, skipBytes } from '../byte-source.js';
 import { BodyTooLargeError, ClientIdleError, limitedUpload } from '../byte-source-guards.js';
 import { DeadlineError, withDeadline } from '../clock.js';
-import { noReceiverCameLine, resumingLine, startSendingLine } from '../protocol/transcript-lines.js';
+import {
+  noReceiverCameLine,
+  pieceReceivedLine,
+  resumingLine,
+  startSendingLine,
+} from '../protocol/transcript-lines.js';
+import {
+  parseUploadComplete,
+  parseUploadLength,
+  UPLOAD_COMPLETE_HEADER,
+  UPLOAD_LENGTH_HEADER,
+} from '../protocol/upload-headers.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
 import { fail, failWithPipeError } from './http-error.js';
@@ -51,12 +62,15 @@ export function sendRoute(deps: RouteDeps) {
     if (resumeAt !== undefined && boundary) {
       fail(400, 'A multipart upload cannot be resumed; send the rest of the file as a plain body.');
     }
-    const resumable = resumableOf(request.headers, resumeAt !== undefined);
+    const piece = pieceOf(request.headers, deps.broker.resumable, boundary !== undefined);
+    // A piece's sender continues with `?offset=N` whatever it declared: its place is held between pieces.
+    const resumable = resumableOf(request.headers, resumeAt !== undefined) || piece;
     const { maxBodyBytes, idleTimeoutMs } = deps.config.limits;
     const declared = request.headers.get('content-length');
     if (maxBodyBytes !== undefined && declared !== null && Number(declared) > maxBodyBytes) {
       fail(413, `The body is ${declared} bytes; this server accepts at most ${maxBodyBytes}.`);
     }
+    const uploadLength = uploadLengthOf(request.headers, piece, resumeAt, maxBodyBytes);
     // The body as the transfer reads it: held to the size cap (what a resumed transfer already holds
     // counts) and to the idle timeout.
     const upload = (alreadyHeld: number) =>
@@ -84,17 +98,37 @@ export function sendRoute(deps: RouteDeps) {
       throw error;
     }
     if (resumeAt !== undefined && session.resumedAt !== undefined) {
+      const known = declaredLengthOf(session.resumedMeta?.headers);
+      if (uploadLength !== undefined && known !== undefined && uploadLength !== known) {
+        // Given back as it was found: dropped, for a sender that knows the transfer's length.
+        await session.interrupt('The resumed upload named another length.').catch(() => {});
+        fail(400, `${UPLOAD_LENGTH_HEADER} is ${uploadLength}, but this transfer's body is ${known} bytes.`);
+      }
       transcript.info(resumingLine(session.resumedAt));
       deps.slots.get(request)?.transferring();
       const body = left.watch(skipBytes(upload(resumeAt), session.resumedAt - resumeAt));
-      void finishTransfer(deps, request, body, session, transcript, tally, left);
+      const end: BodyEnd = { piece, length: uploadLength ?? known, from: session.resumedAt };
+      void finishTransfer(deps, request, body, end, session, transcript, tally, left);
       return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
     }
     transcript.info(`Waiting for ${target.receivers} receiver(s)...`);
     transcript.info(`${session.connectedAtOpen} receiver(s) has/have been connected.`);
     const body = left.watch(upload(0));
     const xPiping = deps.headerValues(request, c.env, 'x-piping');
-    void transfer(deps, request, body, session, transcript, tally, target.receivers, boundary, xPiping, left);
+    const end: BodyEnd = { piece, length: uploadLength, from: 0 };
+    void transfer(
+      deps,
+      request,
+      body,
+      end,
+      session,
+      transcript,
+      tally,
+      target.receivers,
+      boundary,
+      xPiping,
+      left,
+    );
     return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
   };
 }
@@ -104,6 +138,7 @@ async function transfer(
   deps: RouteDeps,
   request: Request,
   requestBody: ByteSource,
+  end: BodyEnd,
   session: SenderSession,
   transcript: Transcript,
   tally: ReceiverTally,
@@ -148,10 +183,17 @@ async function transfer(
         xPiping,
       );
     } else {
+      // The whole body's length: Upload-Length where given (a piece's own Content-Length is the piece's).
+      const contentLength =
+        end.length !== undefined
+          ? String(end.length)
+          : end.piece
+            ? null
+            : request.headers.get('content-length');
       headers = passthroughHeaders(
         {
           contentType: request.headers.get('content-type'),
-          contentLength: request.headers.get('content-length'),
+          contentLength,
           contentDisposition: request.headers.get('content-disposition'),
         },
         xPiping,
@@ -166,7 +208,7 @@ async function transfer(
     return;
   }
 
-  await finishTransfer(deps, request, body, session, transcript, tally, left);
+  await finishTransfer(deps, request, body, end, session, transcript, tally, left);
 }
 
 /** Streams the body of a started transfer and reports the outcome. */
@@ -174,15 +216,24 @@ async function finishTransfer(
   deps: RouteDeps,
   request: Request,
   body: ByteSource,
+  end: BodyEnd,
   session: SenderSession,
   transcript: Transcript,
   tally: ReceiverTally,
   left: ReceiversLeft,
 ) {
   const { counters } = deps;
-  const outcome = await pump(body, session, transcript, left, (bytes) => {
+  const outcome = await pump(body, end, session, transcript, left, (bytes) => {
     counters.bytesIn += bytes;
   });
+  if (typeof outcome === 'object') {
+    // A piece was committed: the transfer goes on with the next one. Like a completed transfer, it costs
+    // its client no rate (a large file in small pieces is many requests).
+    deps.slots.get(request)?.completed();
+    transcript.info(pieceReceivedLine(outcome.pieceEndsAt));
+    transcript.close();
+    return;
+  }
   if (outcome === 'sent') counters.transfers.completed += 1;
   else if (outcome === 'receivers-gone') counters.transfers.receiversGone += 1;
   else counters.transfers.failed += 1;
@@ -200,14 +251,37 @@ async function finishTransfer(
   transcript.close();
 }
 
-/** Moves the body into the pipe chunk by chunk, waiting on the window; reports how it ended. */
+/**
+ * Where this request's body sits in the transfer's body: whether its end is the body's (`Upload-Complete`),
+ * the whole body's length when known (`Upload-Length`, or the transfer's Content-Length on a resume), and
+ * the offset it starts at.
+ */
+interface BodyEnd {
+  readonly piece: boolean;
+  readonly length: number | undefined;
+  readonly from: number;
+}
+
+/**
+ * Moves the body into the pipe chunk by chunk, waiting on the window; reports how it ended (a piece: where
+ * the next one continues, every byte before it committed).
+ */
 async function pump(
   body: ByteSource,
+  end: BodyEnd,
   session: SenderSession,
   transcript: Transcript,
   left: ReceiversLeft,
   taken: (bytes: number) => void,
-): Promise<'sent' | 'receivers-gone' | 'upload-failed' | 'cut'> {
+): Promise<'sent' | 'receivers-gone' | 'upload-failed' | 'cut' | { readonly pieceEndsAt: number }> {
+  let at = end.from;
+  // Receivers were told the length: a body that contradicts it fails rather than reach them cut or grown.
+  const contradicts = (reason: string): 'cut' => {
+    body.cancel();
+    session.abort(reason);
+    transcript.error(reason);
+    return 'cut';
+  };
   try {
     for (;;) {
       let chunk: Uint8Array | null;
@@ -224,10 +298,10 @@ async function pump(
         }
         // The client's upload broke off or stalled: a backend that can resume holds the transfer a while.
         if (!(error instanceof ClientIdleError)) {
-          session.interrupt('The sender aborted the upload.');
+          session.interrupt('The sender aborted the upload.').catch(() => {});
           return 'upload-failed';
         }
-        session.interrupt(error.message);
+        session.interrupt(error.message).catch(() => {});
         transcript.error(error.message);
         return 'cut';
       }
@@ -236,8 +310,28 @@ async function pump(
         return receiversGone(session);
       }
       if (chunk === null) break;
+      if (end.length !== undefined && at + chunk.byteLength > end.length) {
+        return contradicts(`The body goes on beyond its length of ${end.length} bytes; the transfer failed.`);
+      }
       taken(chunk.byteLength);
+      at += chunk.byteLength;
       await session.write(chunk);
+    }
+    if (end.piece) {
+      // Answered only once every byte is committed and the sender is marked dropped: the next piece's
+      // `?offset=N` then finds the transfer waiting for it at N.
+      try {
+        await session.interrupt('A piece of the body ended.');
+      } catch {
+        transcript.error('The piece could not be committed; ask HEAD for the committed offset.');
+        return 'cut';
+      }
+      return { pieceEndsAt: at };
+    }
+    if (end.length !== undefined && at !== end.length) {
+      return contradicts(
+        `The body ended at byte ${at}, short of its length of ${end.length} bytes; the transfer failed.`,
+      );
     }
     await session.end();
     return 'sent';
@@ -281,4 +375,64 @@ class ReceiversLeft {
     this.gone = true;
     this.body?.cancel();
   }
+}
+
+/**
+ * Whether the request is one piece of the body (`Upload-Complete: ?0`). Refused where the broker cannot
+ * hold a transfer between pieces, and for a multipart body (whose part would end in the first piece).
+ */
+function pieceOf(headers: Headers, brokerResumable: boolean, multipart: boolean): boolean {
+  const raw = headers.get(UPLOAD_COMPLETE_HEADER);
+  const complete = parseUploadComplete(raw);
+  if (complete === null) {
+    fail(400, `${UPLOAD_COMPLETE_HEADER} should be ?1 or ?0, but it is '${(raw ?? '').slice(0, 32)}'.`);
+  }
+  if (complete !== false) return false;
+  if (!brokerResumable) {
+    fail(
+      400,
+      `${UPLOAD_COMPLETE_HEADER}: ?0 needs a broker that holds a transfer between pieces; this one (in memory) cannot: send the body in one request.`,
+    );
+  }
+  if (multipart) fail(400, `A multipart upload cannot be sent in pieces (${UPLOAD_COMPLETE_HEADER}: ?0).`);
+  return true;
+}
+
+/**
+ * The whole body's length from `Upload-Length`, checked against the size cap and against the request's
+ * own Content-Length where that says the same thing (the whole rest of the body: not a piece).
+ */
+function uploadLengthOf(
+  headers: Headers,
+  piece: boolean,
+  resumeAt: number | undefined,
+  maxBodyBytes: number | undefined,
+): number | undefined {
+  const raw = headers.get(UPLOAD_LENGTH_HEADER);
+  const length = parseUploadLength(raw);
+  if (length === null) {
+    fail(
+      400,
+      `${UPLOAD_LENGTH_HEADER} should be a whole number of bytes, but it is '${(raw ?? '').slice(0, 32)}'.`,
+    );
+  }
+  if (length === undefined) return undefined;
+  if (maxBodyBytes !== undefined && length > maxBodyBytes) {
+    fail(413, `The body is ${length} bytes; this server accepts at most ${maxBodyBytes}.`);
+  }
+  // The request's Content-Length is the whole body's only on a first request that is not a piece; a resumed
+  // one's end is checked against the length where it ends (a final piece short of it fails the transfer).
+  const declared = headers.get('content-length');
+  if (!piece && resumeAt === undefined && declared !== null && /^[0-9]+$/.test(declared)) {
+    if (Number(declared) !== length) {
+      fail(400, `Content-Length (${declared}) and ${UPLOAD_LENGTH_HEADER} (${length}) disagree.`);
+    }
+  }
+  return length;
+}
+
+/** The Content-Length a transfer's receivers were given, if any. */
+function declaredLengthOf(headers: PipeHeaders | undefined): number | undefined {
+  const value = headers?.find(([name]) => name.toLowerCase() === 'content-length')?.[1];
+  return value !== undefined && /^[0-9]{1,15}$/.test(value) ? Number(value) : undefined;
 }

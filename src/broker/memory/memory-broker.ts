@@ -244,7 +244,8 @@ export class MemoryBroker implements Broker {
         }
       },
       abort,
-      interrupt: abort,
+      // Nothing outlives a connection here: an interrupted upload is an aborted one.
+      interrupt: async (reason) => abort(reason),
       release: () => {
         if (released || pipe.established) return;
         released = true;

@@ -243,7 +243,11 @@ export class RedisBroker implements Broker, WatchableBroker {
     const resumable = options.resumable === true;
     if (options.resumeAt !== undefined) {
       return this.open(options, 's', (ctx, id, party, reply) => {
-        const resume: SenderResume = { offset: reply.resumed!.head, seq: reply.resumed!.seq };
+        const resume: SenderResume = {
+          offset: reply.resumed!.head,
+          seq: reply.resumed!.seq,
+          meta: { headers: reply.resumed!.headers },
+        };
         return new RedisSenderSession(ctx, id, reply.present, true, onEvent, party, resumable, resume);
       });
     }

@@ -29,6 +29,8 @@ const MAX_FRAME_BYTES = 256 * 1024;
 export interface SenderResume {
   readonly offset: number;
   readonly seq: number;
+  /** What the transfer's receivers were given at its start. */
+  readonly meta?: PipeMeta;
 }
 
 /**
@@ -74,6 +76,7 @@ export class RedisSenderSession implements SenderSession {
   /** Bytes kept behind the slowest receiver's reported position (see the class comment). */
   private readonly retainBytes: number;
   readonly resumedAt: number | undefined;
+  readonly resumedMeta: PipeMeta | undefined;
 
   constructor(
     private readonly ctx: PipeContext,
@@ -92,6 +95,7 @@ export class RedisSenderSession implements SenderSession {
     this.retainBytes = ctx.options.windowBytes + ctx.options.socketBufferBytes;
     if (resume) {
       this.resumedAt = resume.offset;
+      this.resumedMeta = resume.meta;
       this.offset = resume.offset;
       this.seq = resume.seq;
       hooks.settled();
@@ -393,22 +397,28 @@ export class RedisSenderSession implements SenderSession {
     }
   }
 
-  interrupt(reason?: string): void {
-    if (this.finished) return;
+  interrupt(reason?: string): Promise<void> {
+    if (this.finished) return Promise.resolve();
     // A client that did not say it can resume will not come back (a plain curl whose upload died): its
     // receivers are cut at once instead of waiting the grace period out.
-    if (this.ctx.options.resumeGraceMs === 0 || !this.resumable) {
-      this.abort(reason);
-      return;
-    }
-    // What the client sent before it dropped is committed first: a resumed sender continues from there.
+    if (this.ctx.options.resumeGraceMs === 0 || !this.resumable) return this.aborted(reason);
+    // What the client sent before it dropped is committed first, the bytes not yet framed included (sent
+    // here, before `done` drops them): a resumed sender, or the next piece of a body sent in pieces,
+    // continues from there.
+    this.flush();
     const { scripts, keys, generation } = this.ctx;
-    // Even if an append failed, the sender is marked dropped: resumable, or settled after the grace period.
-    this.settleInFlight()
-      .catch(() => {})
-      .then(() => scripts.drop([keys.meta, keys.owners], ['s', this.id, generation, keys.events]))
-      .catch(() => {});
+    const committed = this.settleInFlight();
     this.done();
+    // Even if an append failed, the sender is marked dropped: resumable, or settled after the grace period.
+    return committed
+      .then(
+        () => undefined,
+        (error: unknown) => error,
+      )
+      .then(async (failed) => {
+        await scripts.drop([keys.meta, keys.owners], ['s', this.id, generation, keys.events]);
+        if (failed) throw asPipeError(failed);
+      });
   }
 
   release(): void {
