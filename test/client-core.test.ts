@@ -5,6 +5,7 @@ import { GaveUpError, UsageError } from '../src/client/errors.js';
 import { ReplayBuffer } from '../src/client/plain-source.js';
 import { Backoff, retryAfterMs, retryableStatus } from '../src/client/retry-policy.js';
 import { parseTranscriptLine, readTranscript, type TranscriptLine } from '../src/client/transcript-reader.js';
+import { pieceReceivedLine } from '../src/protocol/transcript-lines.js';
 
 const streamOf = (pieces: Uint8Array[]) =>
   new ReadableStream<Uint8Array>({
@@ -109,6 +110,17 @@ describe('transcript reader', () => {
     ]);
     expect(lines[2]).toEqual({ kind: 'resumed', offset: 1234 });
     expect(lines[4]).toEqual({ kind: 'partly-received', received: 1, aborted: 1 });
+  });
+
+  it('reads the piece line: where the next piece continues', () => {
+    expect(parseTranscriptLine(`[INFO] ${pieceReceivedLine(1048576)}`)).toEqual({
+      kind: 'piece',
+      offset: 1048576,
+    });
+    // Two offsets that disagree are no piece line.
+    expect(parseTranscriptLine('[INFO] Piece received: continue from byte 5 with ?offset=6.').kind).toBe(
+      'info',
+    );
   });
 
   it('knows success and every receiver leaving', () => {

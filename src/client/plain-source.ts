@@ -13,6 +13,11 @@ export interface PlainSource {
    * @throws GaveUpError or IntegrityError when the bytes from `offset` can no longer be had.
    */
   from(offset: number): ReadableStream<Uint8Array>;
+  /**
+   * The bytes from `start` to `end` as a Blob, without reading them (a browser File's `slice`): a body sent
+   * whole or in pieces then costs no memory. Only for a source of known length.
+   */
+  blob?(start: number, end: number): Blob;
 }
 
 /**

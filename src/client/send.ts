@@ -1,5 +1,13 @@
 import { OFFSET_PARAM, RESUMABLE_HEADER, RESUMABLE_YES } from '../protocol/resumable.js';
-import { GaveUpError, type IntegrityError, PeerAbortedError, RefusedError, TransferError } from './errors.js';
+import { UPLOAD_COMPLETE_HEADER, UPLOAD_LENGTH_HEADER } from '../protocol/upload-headers.js';
+import {
+  GaveUpError,
+  type IntegrityError,
+  PeerAbortedError,
+  RefusedError,
+  TransferError,
+  UsageError,
+} from './errors.js';
 import { reasonOf } from './http-reason.js';
 import { describe } from './network-error.js';
 import { type PipeProbe, probeWithRetries } from './pipe-probe.js';
@@ -8,6 +16,7 @@ import { Backoff, retryAfterMs, retryableStatus } from './retry-policy.js';
 import { readTranscript, type TranscriptLine } from './transcript-reader.js';
 import { StallError, StallWatch } from './transfer-events.js';
 import type { TransferOptions } from './transfer-options.js';
+import { MIN_PIECE_BYTES, type UploadMode } from './upload-mode.js';
 import type { SendEncoding } from './wire-format.js';
 
 /** Everything `send` needs; the CLI and the page build it. */
@@ -24,6 +33,8 @@ export interface SendOptions extends TransferOptions {
     readonly encoding: SendEncoding;
     readonly changed?: IntegrityError;
   };
+  /** How the body goes up (default `{ kind: 'stream' }`); see `UploadMode`. */
+  readonly upload?: UploadMode;
 }
 
 /** How a send ended well. */
@@ -48,7 +59,9 @@ type Outcome =
       readonly sentTo: number;
       readonly sentAll: boolean;
     }
-  | { readonly kind: 'rewait'; readonly reason: string };
+  | { readonly kind: 'rewait'; readonly reason: string }
+  /** A piece was committed: the next one continues at this wire offset. */
+  | { readonly kind: 'piece'; readonly offset: number };
 
 /**
  * Sends one body through a pipe and does not stop until every receiver has it, the server refuses for good,
@@ -74,6 +87,18 @@ export async function send(options: SendOptions): Promise<SendResult> {
       type: 'notice',
       text: 'this server cannot resume (in-memory broker): a break after the start ends the transfer',
     });
+  }
+  let mode = options.upload ?? STREAM;
+  if (
+    mode.kind === 'pieces' &&
+    !(Number.isSafeInteger(mode.pieceBytes) && mode.pieceBytes >= MIN_PIECE_BYTES)
+  ) {
+    throw new UsageError(`a piece should be a whole number of bytes, at least ${MIN_PIECE_BYTES}`);
+  }
+  if (mode.kind === 'pieces' && !probe.resumable && !probe.refused) {
+    // Without a broker that holds the transfer between requests there is nothing to continue a piece.
+    mode = WHOLE;
+    onEvent({ type: 'notice', text: 'this server cannot resume: the body goes up whole, not in pieces' });
   }
   // Where the next attempt starts on the wire; undefined: from the start, as a new transfer.
   let resumeAt: number | undefined;
@@ -113,10 +138,19 @@ export async function send(options: SendOptions): Promise<SendResult> {
   let resumes = 0;
   // Whether the last attempt broke: the server may then still hold this sender's dropped place a moment.
   let broke = false;
+  // Whether the next attempt continues after a piece (not a resume: nothing broke).
+  let nextPiece = false;
   for (;;) {
     options.signal?.throwIfAborted();
-    const outcome = await attempt(options, body, resumeAt, backoff, broke);
+    const outcome = await attempt(options, body, resumeAt, backoff, broke, mode, nextPiece);
     broke = outcome.kind === 'broken';
+    nextPiece = outcome.kind === 'piece';
+    if (outcome.kind === 'piece') {
+      // At once, at the offset the server committed: no HEAD, no pause.
+      backoff.progressed();
+      resumeAt = outcome.offset;
+      continue;
+    }
     if (outcome.kind === 'done') {
       return {
         wireBytes: body.encoding.wireLength(body.source.length) ?? -1,
@@ -174,6 +208,9 @@ export async function send(options: SendOptions): Promise<SendResult> {
   }
 }
 
+const STREAM: UploadMode = { kind: 'stream' };
+const WHOLE: UploadMode = { kind: 'whole' };
+
 /** What is sent: the plaintext's source and its wire encoding. */
 interface Body {
   readonly source: PlainSource;
@@ -209,6 +246,8 @@ async function attempt(
   resumeAt: number | undefined,
   backoff: Backoff,
   afterBreak: boolean,
+  mode: UploadMode,
+  afterPiece: boolean,
 ): Promise<Outcome> {
   const { onEvent = () => {}, clock } = options;
   const plan = encoding.from(source, resumeAt ?? 0);
@@ -218,8 +257,13 @@ async function attempt(
   const onUserAbort = () => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onUserAbort, { once: true });
   const stall = new StallWatch(controller, options.stallMs, clock);
+  // A Blob body's upload is invisible to the client (no read tells a byte left): only a streamed body is
+  // watched for a stall; the server's idle timeout watches the other.
+  const arm = () => {
+    if (mode.kind === 'stream') stall.arm();
+  };
   let started = resumeAt !== undefined;
-  if (started) stall.arm();
+  if (started) arm();
   const total = source.length;
   let plainAt = plan.plainOffset;
   // The plaintext, counted (progress, stall) and digested once, then encoded for the wire.
@@ -272,13 +316,45 @@ async function attempt(
     sentAll,
     ...(waitMs !== undefined ? { waitMs } : {}),
   });
-  const wireLength = encoding.wireLength(total);
+  let wireLength = encoding.wireLength(total);
+  // A Blob body (whole, or a piece) is read before the request; a streamed one as it goes up.
+  let requestBody: ReadableStream<Uint8Array> | Blob = body;
+  let piece = false;
+  if (mode.kind !== 'stream') {
+    try {
+      const limit = mode.kind === 'pieces' ? mode.pieceBytes : undefined;
+      const sliced =
+        !plan.encode && !options.digest && source.blob && total !== undefined
+          ? sliceOf(source, plan.wireOffset, limit, total)
+          : undefined;
+      const made = sliced ?? (await blobOf(body, limit, plan.wireOffset, wireLength));
+      if (sliced) {
+        // Nothing is read from the stream (its source was opened, though: give it back).
+        body.cancel().catch(() => {});
+        plainAt = plan.wireOffset + made.blob.size;
+        sentAll = made.last;
+      }
+      requestBody = made.blob;
+      piece = !made.last;
+      // A body of unknown length that ended in this piece: its length is known now.
+      if (made.last) wireLength ??= plan.wireOffset + made.blob.size;
+    } catch (error) {
+      stall.stop();
+      options.signal?.removeEventListener('abort', onUserAbort);
+      throw error;
+    }
+  }
   // Pairs, not a Headers object, which joins a repeated header (`--header 'X-Piping: a'` twice) into one
   // value, "a, b": the broker hands each X-Piping to its receivers as it came, and a value may hold a comma.
   const own: Array<[string, string]> = [];
   if (encoding.contentType) own.push(['Content-Type', encoding.contentType]);
   if (options.declareResumable !== false) own.push([RESUMABLE_HEADER, RESUMABLE_YES]);
-  if (wireLength !== undefined) own.push(['Content-Length', String(wireLength - plan.wireOffset)]);
+  // A Blob's length is the request's Content-Length (fetch sets it); a stream's is set here, which a
+  // browser drops (a forbidden header), so the whole length goes in Upload-Length too.
+  if (wireLength !== undefined && mode.kind === 'stream')
+    own.push(['Content-Length', String(wireLength - plan.wireOffset)]);
+  if (wireLength !== undefined) own.push([UPLOAD_LENGTH_HEADER, String(wireLength)]);
+  if (piece) own.push([UPLOAD_COMPLETE_HEADER, '?0']);
   const replaced = new Set(own.map(([name]) => name.toLowerCase()));
   const headers: Array<[string, string]> = [
     ...options.headers
@@ -286,7 +362,9 @@ async function attempt(
       .map(([name, value]): [string, string] => [name, value]),
     ...own,
   ];
-  if (resumeAt !== undefined) onEvent({ type: 'resumed', offset: plan.wireOffset });
+  if (afterPiece) {
+    // The next piece of a running transfer: neither a wait nor a resume.
+  } else if (resumeAt !== undefined) onEvent({ type: 'resumed', offset: plan.wireOffset });
   else onEvent({ type: 'waiting', detail: receiversWanted(options.url) });
   const waitingSince = clock.now();
   let summary = '';
@@ -295,10 +373,10 @@ async function attempt(
     const response = await options.fetch(url, {
       method: 'PUT',
       headers,
-      body,
+      body: requestBody,
       signal: controller.signal,
       // A streamed request body (fetch's rule for ReadableStream bodies).
-      duplex: 'half',
+      ...(requestBody instanceof Blob ? {} : { duplex: 'half' }),
     } as RequestInit);
     if (!response.ok) {
       const reason = await reasonOf(response);
@@ -317,19 +395,25 @@ async function attempt(
     await readTranscript(response.body, (line) => {
       if (line.kind === 'started') {
         started = true;
-        stall.arm();
+        arm();
         onEvent({ type: 'started', total });
       } else if (line.kind === 'resumed') {
         started = true;
-        stall.arm();
-        onEvent({ type: 'started', total });
+        arm();
+        if (!afterPiece) onEvent({ type: 'started', total });
+      } else if (line.kind === 'piece' && piece) {
+        final = line;
+        // The progress bar moves per piece (plaintext bytes; for a framed or sealed body, as read).
+        if (!plan.encode) onEvent({ type: 'progress', bytes: line.offset });
+        return;
       }
       if (line.kind === 'all-received' || line.kind === 'partly-received' || line.kind === 'receivers-gone')
         final = line;
       if (line.kind === 'nobody-came' || line.kind === 'error') final ??= line;
       if (line.kind === 'info' || line.kind === 'error' || line.kind === 'nobody-came')
         onEvent({ type: 'notice', text: line.text });
-      if (line.kind === 'info' || line.kind === 'resumed' || line.kind === 'started') stall.touch();
+      if (line.kind === 'info' || line.kind === 'resumed' || line.kind === 'started' || line.kind === 'piece')
+        stall.touch();
       summary = 'text' in line ? line.text : summary;
     });
   } catch (error) {
@@ -350,6 +434,8 @@ async function attempt(
 
 function outcomeOf(final: TranscriptLine | undefined, broken: (reason: string) => Outcome): Outcome {
   switch (final?.kind) {
+    case 'piece':
+      return { kind: 'piece', offset: final.offset };
     case 'all-received':
       return { kind: 'done', summary: 'All receiver(s) received everything.' };
     case 'partly-received':
@@ -365,6 +451,59 @@ function outcomeOf(final: TranscriptLine | undefined, broken: (reason: string) =
     default:
       return broken('the transcript ended before the transfer did');
   }
+}
+
+/** A Blob body and whether it reaches the body's end. */
+interface BlobBody {
+  readonly blob: Blob;
+  readonly last: boolean;
+}
+
+/** The source's bytes from `start` as a slice of it (a file: nothing is read), up to `limit` of them. */
+function sliceOf(source: PlainSource, start: number, limit: number | undefined, total: number): BlobBody {
+  const end = limit === undefined ? total : Math.min(total, start + limit);
+  return { blob: source.blob!(start, end), last: end === total };
+}
+
+/**
+ * Reads the wire bytes into a Blob, up to `limit` of them (a piece), so at most a piece is held at once.
+ * Whether they reach the body's end: from the wire length when known, else by reading one chunk more (the
+ * next piece reads it again from the source).
+ */
+async function blobOf(
+  body: ReadableStream<Uint8Array>,
+  limit: number | undefined,
+  start: number,
+  wireLength: number | undefined,
+): Promise<BlobBody> {
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  let ended = false;
+  try {
+    while (limit === undefined || size < limit) {
+      const { done, value } = await reader.read();
+      if (done) {
+        ended = true;
+        break;
+      }
+      const part =
+        limit !== undefined && size + value.byteLength > limit ? value.subarray(0, limit - size) : value;
+      parts.push(part);
+      size += part.byteLength;
+    }
+    if (!ended && wireLength !== undefined) ended = start + size >= wireLength;
+    else if (!ended) {
+      for (;;) {
+        const next = await reader.read();
+        if (next.done) ended = true;
+        if (next.done || next.value.byteLength > 0) break;
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return { blob: new Blob(parts as BlobPart[]), last: ended };
 }
 
 /** A restarted sender's digest covers the plaintext before its resume point too: read it once. */

@@ -5,6 +5,7 @@ import {
   INFO_PREFIX,
   NO_RECEIVER_CAME,
   PARTLY_RECEIVED,
+  PIECE_RECEIVED,
   RESUMING,
   START_SENDING,
 } from '../protocol/transcript-lines.js';
@@ -13,6 +14,8 @@ import {
 export type TranscriptLine =
   | { readonly kind: 'started' }
   | { readonly kind: 'resumed'; readonly offset: number }
+  /** A piece of the body was committed; the next one continues at `offset`. */
+  | { readonly kind: 'piece'; readonly offset: number }
   | { readonly kind: 'all-received' }
   | { readonly kind: 'partly-received'; readonly received: number; readonly aborted: number }
   | { readonly kind: 'receivers-gone'; readonly text: string }
@@ -32,6 +35,8 @@ export function parseTranscriptLine(line: string): TranscriptLine {
   if (START_SENDING.test(text)) return { kind: 'started' };
   const resumed = RESUMING.exec(text);
   if (resumed) return { kind: 'resumed', offset: Number(resumed[1]) };
+  const piece = PIECE_RECEIVED.exec(text);
+  if (piece) return { kind: 'piece', offset: Number(piece[1]) };
   if (text === ALL_RECEIVED) return { kind: 'all-received' };
   const partly = PARTLY_RECEIVED.exec(text);
   if (partly) return { kind: 'partly-received', received: Number(partly[1]), aborted: Number(partly[3]) };
