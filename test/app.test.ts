@@ -52,6 +52,24 @@ describe('reserved paths', () => {
     expect(await health.json()).toMatchObject({ status: 'ok', broker: { pipes: 0, waiting: 0 } });
   });
 
+  it('serves the page with its script file and a CSP that admits that file and its own style alone', async () => {
+    const index = await request('/');
+    const html = await index.text();
+    const csp = index.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    const nonce = /style-src 'nonce-([^']+)'/.exec(csp)?.[1];
+    expect(nonce).toBeDefined();
+    expect(html).toContain(`<style nonce="${nonce}">`);
+    expect(html).toContain('<script src="_/page.js" defer></script>');
+    expect(html).not.toMatch(/<script>/);
+    const script = await request('/_/page.js');
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    // The bundle holds the client core: the sealed format's content type is one of its strings.
+    expect(await script.text()).toContain('application/vnd.edgepipe.sealed');
+  });
+
   it('keeps the version equal to package.json', () => {
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
     expect(VERSION).toBe(pkg.version);

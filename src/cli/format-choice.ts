@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { decodingFor } from '../client/decoding-choice.js';
 import { IntegrityError, UsageError } from '../client/errors.js';
 import {
   createSealer,
@@ -7,19 +8,8 @@ import {
   parseKeyFile,
   sealerFromHeader,
 } from '../client/format/index.js';
-import {
-  plainDecoding,
-  plainEncoding,
-  type ReceiveDecoding,
-  type SendEncoding,
-} from '../client/wire-format.js';
-import {
-  bodyKindOf,
-  framedDecoding,
-  framedEncoding,
-  sealedDecoding,
-  sealedEncoding,
-} from '../client/wire-formats.js';
+import { plainEncoding, type ReceiveDecoding, type SendEncoding } from '../client/wire-format.js';
+import { framedEncoding, sealedEncoding } from '../client/wire-formats.js';
 import { nodeChunkCipher } from './node-chunk-cipher.js';
 import { promptPassphrase } from './passphrase-prompt.js';
 import type { TransferIo } from './transfer-outcome.js';
@@ -83,31 +73,19 @@ export async function sendEncodingFor(
   return { encoding: framed ? framedEncoding : plainEncoding };
 }
 
-/**
- * The receiver's decoding for what the sender announced (framed and sealed bodies say so in their
- * Content-Type). A sealed body without a key, or a key for a body that is not sealed, is refused before a
- * byte is written.
- */
+/** The receiver's decoding for what the sender announced (`decodingFor`, with the CLI's key flags). */
 export function receiveDecodingFor(
   key: KeySource | undefined,
   contentType: string | undefined,
   savedHeader: string | undefined,
   onHeader?: (header: Uint8Array) => void,
 ): ReceiveDecoding {
-  const kind = bodyKindOf(contentType);
-  if (kind === 'sealed') {
-    if (!key) throw new IntegrityError('the sender encrypted this body: give --passphrase or --key-file');
-    return sealedDecoding(
-      key,
-      savedHeader ? Buffer.from(savedHeader, 'base64') : undefined,
-      onHeader,
-      nodeChunkCipher,
-    );
-  }
-  if (key) {
-    throw new IntegrityError('the sender did not encrypt this body, but a passphrase or key was given');
-  }
-  return kind === 'framed' ? framedDecoding() : plainDecoding;
+  return decodingFor(key, contentType, {
+    ...(savedHeader ? { savedHeader: Buffer.from(savedHeader, 'base64') } : {}),
+    ...(onHeader ? { onHeader } : {}),
+    cipher: nodeChunkCipher,
+    askForKey: 'give --passphrase or --key-file',
+  });
 }
 
 function asIntegrity(error: unknown): unknown {

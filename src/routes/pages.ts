@@ -66,55 +66,83 @@ Either side may come first; the first waits for the other.
 `;
 }
 
-const STYLE = `body{font-family:system-ui,sans-serif;max-width:42rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
-input,textarea,button{font:inherit}textarea{width:100%}code{background:#eee;padding:0 .2em}`;
+const STYLE = `body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
+input,textarea,button{font:inherit}textarea{width:100%;box-sizing:border-box}code{background:#eee;padding:0 .2em}
+label{display:block;margin:.5rem 0}input[type=text],input[type=password],input[type=url]{width:100%;box-sizing:border-box}
+section{border:1px solid #ccc;border-radius:.5rem;padding:0 1rem 1rem;margin:1rem 0}progress{width:100%}
+.figures{font-variant-numeric:tabular-nums;color:#444}.mode{color:#444;font-style:italic}
+pre{white-space:pre-wrap;word-break:break-word;background:#f6f6f6;padding:.5rem;max-height:20rem;overflow:auto}
+:focus-visible{outline:3px solid #1a73e8;outline-offset:2px}`;
 
-/** `/`: send a file or a text to a path from the browser, or open a path to receive. */
-export function indexPage(): string {
+/**
+ * `/`: send files or a text, receive to a download or inline, with progress, cancel, end-to-end encryption
+ * and a link with a QR code for the other side. The script is the bundle of `src/page/` at `/_/page.js`
+ * (relative, so a proxy's path prefix is kept); the markup works with its labels and live regions alone.
+ */
+export function indexPage(nonce: string): string {
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <title>edgepipe</title>
-<style>${STYLE}</style>
+<style nonce="${nonce}">${STYLE}</style>
+<script src="_/page.js" defer></script>
 </head>
 <body>
+<main>
 <h1>edgepipe <small>${VERSION}</small></h1>
 <p>Streams data between any two hosts through this server. Nothing is stored: the receiver reads while the sender sends.
-It speaks the <a href="https://github.com/nwtgck/piping-server">Piping Server</a> protocol: Piping clients work with it as they are.</p>
-<h2>Send</h2>
-<p><label>Path <input id="path" placeholder="e.g. mysecret123" size="30"></label></p>
-<p><input type="file" id="file"></p>
-<p><textarea id="text" rows="4" placeholder="...or type a text"></textarea></p>
-<p><button id="send">Send</button> <progress id="progress" max="100" value="0" hidden></progress> <span id="message"></span></p>
-<h2>Receive</h2>
-<p>Open this server's address followed by the path in the receiving browser, or run <code>curl</code> on it.
-<button id="receive">Receive this path</button></p>
-<p><a href="/help">Command-line usage</a> &middot; <a href="/noscript">Without JavaScript</a></p>
-<script>
-const $ = (id) => document.getElementById(id);
-const target = () => '/' + $('path').value.replace(/^\\/+/, '');
-$('receive').onclick = () => { if ($('path').value) location.href = target(); };
-$('send').onclick = () => {
-  if (!$('path').value) { $('message').textContent = 'Enter a path first.'; return; }
-  const file = $('file').files[0];
-  const body = file || new Blob([$('text').value], { type: 'text/plain' });
-  const xhr = new XMLHttpRequest();
-  xhr.open('PUT', target());
-  if (file && !file.type) xhr.setRequestHeader('Content-Type', 'application/octet-stream');
-  if (file) xhr.setRequestHeader('Content-Disposition', 'attachment; filename="' + encodeURIComponent(file.name) + '"');
-  $('progress').hidden = false;
-  xhr.upload.onprogress = (e) => { if (e.lengthComputable) $('progress').value = (e.loaded / e.total) * 100; $('message').textContent = e.loaded + ' bytes sent'; };
-  xhr.onload = () => { $('message').textContent = xhr.status === 200 ? 'Sent.' : xhr.responseText; };
-  xhr.onerror = () => { $('message').textContent = 'Upload failed.'; };
-  $('message').textContent = 'Waiting for the receiver...';
-  xhr.send(body);
-};
-</script>
+Either side may come first. Piping Server clients and <code>curl</code> work with it as they are.</p>
+<noscript><p>This page needs JavaScript; <a href="noscript">the form without it</a> sends a file too.</p></noscript>
+<form id="token-form"><label>Token (only if this server asks for one) <input type="password" id="token" autocomplete="off"></label></form>
+<section aria-labelledby="send-heading">
+<h2 id="send-heading">Send</h2>
+<form id="send-form">
+<label>Path, or a URL (a signed one works as it is) <input type="text" id="send-target" placeholder="e.g. mysecret123" autocomplete="off" required></label>
+<label>Receivers <input type="number" id="send-n" min="1" max="1000" value="1"></label>
+<label>Files (several are sent as one ZIP) <input type="file" id="send-files" multiple></label>
+<label>...or a text <textarea id="send-text" rows="4"></textarea></label>
+<label>Passphrase, to encrypt end to end (optional) <input type="password" id="send-passphrase" autocomplete="new-password"></label>
+<p><button type="submit" id="send-start">Send</button> <button type="button" id="send-cancel" aria-label="Cancel sending" disabled>Cancel</button></p>
+</form>
+<p id="send-mode" class="mode"></p>
+<progress id="send-progress" hidden aria-labelledby="send-heading"></progress>
+<p id="send-figures" class="figures"></p>
+<p id="send-status" role="status" aria-live="polite"></p>
+<div id="share" hidden>
+<p><span id="share-note"></span> <a id="share-link"></a> <button type="button" id="share-copy">Copy</button></p>
+<div id="share-qr"></div>
+</div>
+</section>
+<section aria-labelledby="recv-heading">
+<h2 id="recv-heading">Receive</h2>
+<form id="recv-form">
+<label>Path, or a URL <input type="text" id="recv-target" placeholder="e.g. mysecret123" autocomplete="off" required></label>
+<label>Passphrase, if the sender encrypted <input type="password" id="recv-passphrase" autocomplete="off"></label>
+<p><button type="submit" id="recv-start">Receive</button> <button type="button" id="recv-cancel" aria-label="Cancel receiving" disabled>Cancel</button></p>
+</form>
+<progress id="recv-progress" hidden aria-labelledby="recv-heading"></progress>
+<p id="recv-figures" class="figures"></p>
+<p id="recv-status" role="status" aria-live="polite"></p>
+<div id="recv-result" hidden>
+<pre id="recv-text" tabindex="0" hidden></pre>
+<p><a id="recv-save">Save</a></p>
+</div>
+</section>
+<p><a href="help">Command-line usage</a> &middot; <a href="noscript">Without JavaScript</a></p>
+</main>
 </body>
 </html>
 `;
+}
+
+/**
+ * The CSP of `/`: its own script file and style block only; requests to any server (a pasted URL may name
+ * another), downloads from the page's own Blob URLs.
+ */
+export function indexCsp(nonce: string): string {
+  return `default-src 'none'; script-src 'self'; style-src 'nonce-${nonce}'; connect-src *; img-src 'self' data: blob:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`;
 }
 
 function escapeHtml(text: string): string {

@@ -4,7 +4,8 @@ import { VERSION } from '../version.js';
 import { CORS_ORIGIN } from './cors.js';
 import type { RouteDeps } from './deps.js';
 import { refuse } from './guard-requests.js';
-import { helpText, indexPage, noscriptCsp, noscriptPage } from './pages.js';
+import { PAGE_SCRIPT } from './page-script.generated.js';
+import { helpText, indexCsp, indexPage, noscriptCsp, noscriptPage } from './pages.js';
 import { RESERVED_PATHS } from './reserved-paths.js';
 
 // Bare types, as piping-server sends them (its clients compare the type exactly): the text pages are ASCII,
@@ -13,6 +14,9 @@ const TEXT = 'text/plain';
 const HTML = 'text/html';
 
 const encoder = new TextEncoder();
+
+/** The page's script (`src/page/`, bundled at build). */
+const PAGE_SCRIPT_PATH = '/_/page.js';
 
 /**
  * A page with its Content-Length: a HEAD answers with GET's headers (Hono copies them), and only a length
@@ -42,7 +46,13 @@ function publicBaseUrl(request: Request): string {
 /** The reserved paths: pages, version, robots, favicon and edgepipe's own `/_/` endpoints. */
 export function serverPages(deps: RouteDeps): Hono {
   const app = new Hono();
-  app.get(RESERVED_PATHS.index, () => page(indexPage(), { 'Content-Type': HTML }));
+  app.get(RESERVED_PATHS.index, () => {
+    const nonce = freshNonce();
+    return page(indexPage(nonce), { 'Content-Type': HTML, 'Content-Security-Policy': indexCsp(nonce) });
+  });
+  app.get(PAGE_SCRIPT_PATH, () =>
+    page(PAGE_SCRIPT, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache' }),
+  );
   app.get(RESERVED_PATHS.noscript, (c) => {
     const nonce = freshNonce();
     return page(noscriptPage(c.req.query('path') ?? null, nonce), {

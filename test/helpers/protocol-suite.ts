@@ -240,6 +240,10 @@ export function runProtocolSuite(
       const page = await fetch(`${baseUrl()}/`);
       expect(page.headers.get('content-type')).toBe('text/html');
       await page.arrayBuffer();
+      // The page's script is served by every runtime (a string module, no file read).
+      const script = await fetch(`${baseUrl()}/_/page.js`);
+      expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+      expect(await script.text()).toContain('application/vnd.edgepipe.sealed');
       const preflight = await fetch(`${baseUrl()}${p}/preflight`, { method: 'OPTIONS', headers: identity });
       expect(preflight.headers.get('access-control-expose-headers')).toBe('Access-Control-Allow-Headers');
       expect(preflight.headers.get('content-length')).toBe('0');
