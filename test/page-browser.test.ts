@@ -86,6 +86,20 @@ describe('the page over HTTP/1.1 on the in-memory broker (what `npm start` serve
     expect(await page.locator('#send-figures').textContent()).toMatch(/3\.0 MiB of 3\.0 MiB/);
   });
 
+  it('sends to n receivers (?n=2): each gets the whole body', async () => {
+    const server = await start();
+    const { page } = await openPage(server.url);
+    const body = randomBytes(1024 * 1024);
+    const receivers = [curlGet(`${server.url}/page/two?n=2`), curlGet(`${server.url}/page/two?n=2`)];
+    await startSend(page, {
+      target: 'page/two',
+      n: 2,
+      files: [{ name: 'two.bin', mimeType: 'application/octet-stream', buffer: body }],
+    });
+    await statusMatches(page, 'send', /^Sent/);
+    for (const received of await Promise.all(receivers)) expect(sha256(received.body)).toBe(sha256(body));
+  });
+
   it('receives from curl: a file is saved under the sender name, a text is shown', async () => {
     const server = await start();
     const { page } = await openPage(server.url);
