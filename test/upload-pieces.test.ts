@@ -177,6 +177,20 @@ describe('bad upload headers', () => {
     );
   });
 
+  it('refuses Upload-Length with a multipart body', async () => {
+    const form = new FormData();
+    form.append('file', new Blob(['abc']), 'a.txt');
+    const response = await fetch(pipeUrl(inMemory), {
+      method: 'PUT',
+      body: form,
+      headers: { 'Upload-Length': '3' },
+    });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toBe(
+      '[ERROR] Upload-Length is not taken with a multipart body (its part gives its own length).\n',
+    );
+  });
+
   it('the in-memory broker refuses Upload-Complete: ?0 with 400, and keeps serving', async () => {
     const url = pipeUrl(inMemory);
     const refused = await put(url, new Uint8Array(3), { 'Upload-Complete': '?0' });
