@@ -398,7 +398,7 @@ function pieceOf(headers: Headers, brokerResumable: boolean, multipart: boolean)
   if (!brokerResumable) {
     fail(
       400,
-      `${UPLOAD_COMPLETE_HEADER}: ?0 needs a broker that holds a transfer between pieces; this one (in memory) cannot: send the body in one request.`,
+      `${UPLOAD_COMPLETE_HEADER}: ?0 needs a broker that holds a transfer between pieces; this one (in memory, or without a grace period) cannot: send the body in one request.`,
     );
   }
   if (multipart) fail(400, `A multipart upload cannot be sent in pieces (${UPLOAD_COMPLETE_HEADER}: ?0).`);
