@@ -177,18 +177,45 @@ describe('bad upload headers', () => {
     );
   });
 
+  it('refuses Upload-Length with a multipart body', async () => {
+    const form = new FormData();
+    form.append('file', new Blob(['abc']), 'a.txt');
+    const response = await fetch(pipeUrl(inMemory), {
+      method: 'PUT',
+      body: form,
+      headers: { 'Upload-Length': '3' },
+    });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toBe(
+      '[ERROR] Upload-Length is not taken with a multipart body (its part gives its own length).\n',
+    );
+  });
+
   it('the in-memory broker refuses Upload-Complete: ?0 with 400, and keeps serving', async () => {
     const url = pipeUrl(inMemory);
     const refused = await put(url, new Uint8Array(3), { 'Upload-Complete': '?0' });
     expect(refused.status).toBe(400);
     expect(refused.text).toBe(
-      '[ERROR] Upload-Complete: ?0 needs a broker that holds a transfer between pieces; this one (in memory) cannot: send the body in one request.\n',
+      '[ERROR] Upload-Complete: ?0 needs a broker that holds a transfer between pieces; this one (in memory, or without a grace period) cannot: send the body in one request.\n',
     );
     const receiving = fetch(url).then(async (response) => Buffer.from(await response.arrayBuffer()));
     await delay(100);
     const sent = await put(url, new Uint8Array([1, 2, 3]), { 'Upload-Complete': '?1' });
     expect(lastLine(sent.text)).toBe('[INFO] All receiver(s) was/were received successfully.');
     expect([...(await receiving)]).toEqual([1, 2, 3]);
+  });
+
+  it('a Redis broker without a grace period (resumeGraceMs 0) refuses pieces too', async () => {
+    const noGrace = await startTestServer({ broker: { redis: redis.url, resumeGraceMs: 0 } });
+    try {
+      const refused = await put(pipeUrl(noGrace), new Uint8Array(3), { 'Upload-Complete': '?0' });
+      expect(refused.status).toBe(400);
+      expect((await fetch(pipeUrl(noGrace), { method: 'HEAD' })).headers.get('x-edgepipe-resumable')).toBe(
+        '0',
+      );
+    } finally {
+      await noGrace.close();
+    }
   });
 
   it('answers a preflight allowing the upload headers', async () => {

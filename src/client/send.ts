@@ -409,6 +409,9 @@ async function attempt(
       }
       if (line.kind === 'all-received' || line.kind === 'partly-received' || line.kind === 'receivers-gone')
         final = line;
+      // A Blob slice was never read, so nothing counted its bytes: they are all there now.
+      if (line.kind === 'all-received' && mode.kind !== 'stream' && !plan.encode && total !== undefined)
+        onEvent({ type: 'progress', bytes: total });
       if (line.kind === 'nobody-came' || line.kind === 'error') final ??= line;
       if (line.kind === 'info' || line.kind === 'error' || line.kind === 'nobody-came')
         onEvent({ type: 'notice', text: line.text });

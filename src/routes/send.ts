@@ -70,6 +70,13 @@ export function sendRoute(deps: RouteDeps) {
     if (maxBodyBytes !== undefined && declared !== null && Number(declared) > maxBodyBytes) {
       fail(413, `The body is ${declared} bytes; this server accepts at most ${maxBodyBytes}.`);
     }
+    // A multipart body's transfer body is its first part, whose length the request cannot know up front.
+    if (boundary && request.headers.has(UPLOAD_LENGTH_HEADER)) {
+      fail(
+        400,
+        `${UPLOAD_LENGTH_HEADER} is not taken with a multipart body (its part gives its own length).`,
+      );
+    }
     const uploadLength = uploadLengthOf(request.headers, piece, resumeAt, maxBodyBytes);
     // The body as the transfer reads it: held to the size cap (what a resumed transfer already holds
     // counts) and to the idle timeout.
@@ -391,7 +398,7 @@ function pieceOf(headers: Headers, brokerResumable: boolean, multipart: boolean)
   if (!brokerResumable) {
     fail(
       400,
-      `${UPLOAD_COMPLETE_HEADER}: ?0 needs a broker that holds a transfer between pieces; this one (in memory) cannot: send the body in one request.`,
+      `${UPLOAD_COMPLETE_HEADER}: ?0 needs a broker that holds a transfer between pieces; this one (in memory, or without a grace period) cannot: send the body in one request.`,
     );
   }
   if (multipart) fail(400, `A multipart upload cannot be sent in pieces (${UPLOAD_COMPLETE_HEADER}: ?0).`);

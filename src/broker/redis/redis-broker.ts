@@ -91,7 +91,8 @@ interface LocalParty extends PartyHooks {
  * probes.
  */
 export class RedisBroker implements Broker, WatchableBroker {
-  readonly resumable = true;
+  /** With no grace period (`resumeGraceMs` 0) nothing waits for a dropped party: nothing can resume. */
+  readonly resumable: boolean;
   private readonly redis: Redis | Cluster;
   private readonly subscriber: Redis | Cluster;
   /** Heartbeats and probes: small commands that must not wait behind bulk data. */
@@ -131,6 +132,7 @@ export class RedisBroker implements Broker, WatchableBroker {
       instanceTtlMs: options.instanceTtlMs ?? 3000,
       endedTtlMs: options.endedTtlMs ?? 60_000,
     };
+    this.resumable = this.pipeOptions.resumeGraceMs > 0;
     this.appendBudget = new AppendBudget(APPEND_BUDGET_WINDOWS * options.windowBytes);
     this.heartbeat = new InstanceHeartbeat(
       this.control,
