@@ -163,6 +163,8 @@ export default {
       resumeGraceMs: config.broker.resumeGraceMs,
       socketBufferBytes: config.broker.socketBufferBytes,
       ttlMs: config.limits.waitTimeoutMs + 5 * 60_000,
+      // workerd's sockets come through its own connect(); ioredis is what is known to work on them.
+      directReads: false,
     });
     try {
       await broker.ready();

@@ -2,6 +2,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { LatencySink } from '../../selfheal/latency-windows.js';
 import type { AppendBudget } from './append-budget.js';
 import type { ScriptCalls } from './connection.js';
+import type { ReadEntries } from './entry-reader.js';
 import type { PipeKeys } from './keys.js';
 import type { Notifier } from './notifier.js';
 
@@ -40,6 +41,8 @@ export interface RedisPipeOptions {
 export interface PipeContext {
   readonly redis: Redis | Cluster;
   readonly scripts: ScriptCalls;
+  /** Receivers' reads of a transfer's stream (see `EntryReader`). */
+  readonly readEntries: ReadEntries;
   readonly notifier: Notifier;
   readonly keys: PipeKeys;
   readonly path: string;

@@ -33,6 +33,7 @@ import {
   scriptsOn,
   timeCommands,
 } from './connection.js';
+import { EntryReader, type ReadEntries, readThrough } from './entry-reader.js';
 import { decodeFrame, entryField } from './framing.js';
 import { pipeKeys } from './keys.js';
 import { deadInstances, InstanceHeartbeat, isDropped } from './liveness.js';
@@ -58,6 +59,11 @@ export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'wind
    */
   readonly latency?: LatencySink;
   readonly redisMetric?: 'redis' | 'redis_standby';
+  /**
+   * Receivers read payloads on a socket of the broker's own, without ioredis's copy (`EntryReader`; a single
+   * Redis only). Off where `node:net` is not a real socket (the Workers adapter). Default true.
+   */
+  readonly directReads?: boolean;
 }
 
 /**
@@ -88,7 +94,8 @@ interface LocalParty extends PartyHooks {
  * The Redis Streams broker: no pipe state lives in the instance, so a sender on one instance and its
  * receivers on others meet through Redis. Three connections per instance whatever the load: one for
  * commands and data, one subscriber that multiplexes every wait (see `Notifier`), one for heartbeats and
- * probes.
+ * probes; a fourth, opened at the first read of a transfer, carries the receivers' reads of payloads
+ * (`EntryReader`, on a single Redis).
  */
 export class RedisBroker implements Broker, WatchableBroker {
   /** With no grace period (`resumeGraceMs` 0) nothing waits for a dropped party: nothing can resume. */
@@ -98,6 +105,8 @@ export class RedisBroker implements Broker, WatchableBroker {
   /** Heartbeats and probes: small commands that must not wait behind bulk data. */
   private readonly control: Redis | Cluster;
   private readonly scripts: ScriptCalls;
+  private readonly entryReader: EntryReader | undefined;
+  private readonly readEntries: ReadEntries;
   private readonly notifier: Notifier;
   private readonly pipeOptions: RedisPipeOptions;
   private readonly prefix: string;
@@ -117,6 +126,12 @@ export class RedisBroker implements Broker, WatchableBroker {
     this.subscriber = connect(options.target);
     this.control = connect(options.target);
     this.scripts = scriptsOn(this.redis);
+    const target = options.target;
+    this.entryReader =
+      'url' in target && options.directReads !== false ? new EntryReader(target.url) : undefined;
+    this.readEntries = this.entryReader
+      ? (key, start, count) => this.entryReader!.xrange(key, start, count)
+      : readThrough(this.redis);
     const latency = options.latency;
     if (latency) timeCommands(this.control, (ms) => latency.record(options.redisMetric ?? 'redis', ms));
     this.notifier = new Notifier(this.subscriber);
@@ -169,6 +184,7 @@ export class RedisBroker implements Broker, WatchableBroker {
       clearTimeout(timer);
     }
     await this.heartbeat.stop().catch(() => {});
+    this.entryReader?.close();
     await Promise.allSettled([this.redis.quit(), this.subscriber.quit(), this.control.quit()]);
   }
 
@@ -340,6 +356,7 @@ export class RedisBroker implements Broker, WatchableBroker {
     const ctx: PipeContext = {
       redis: this.redis,
       scripts: this.scripts,
+      readEntries: this.readEntries,
       notifier: this.notifier,
       keys: pipeKeys(this.prefix, options.path),
       path: options.path,

@@ -1,7 +1,7 @@
 import { decode } from '@msgpack/msgpack';
 import { asPipeError, ResumeOffsetError, SenderAbortedError } from '../errors.js';
 import type { PipeHeaders, PipeMeta, ReceiverSession } from '../types.js';
-import { decodeFrame, entryField } from './framing.js';
+import { decodeFrame } from './framing.js';
 import type { PartyHooks, PipeContext } from './pipe-context.js';
 import { ReapingWait } from './reap.js';
 import { Wakeup } from './wakeup.js';
@@ -11,6 +11,15 @@ import { Wakeup } from './wakeup.js';
  * few enough that a batch (up to 16 frames of 256 KiB) stays a bounded buffer per receiver.
  */
 const FETCH_COUNT = 16;
+
+/** A frame's header is decoded apart from its payload, which stays in the pieces it was read in. */
+const EMPTY = new Uint8Array(0);
+
+function bytesOf(pieces: readonly Uint8Array[]): number {
+  let sum = 0;
+  for (const piece of pieces) sum += piece.byteLength;
+  return sum;
+}
 
 /**
  * How long a receiver cancelled with everything handed out waits for the end frame to follow (it usually
@@ -233,10 +242,10 @@ export class RedisReceiverSession implements ReceiverSession {
   private async fetchOnce(): Promise<boolean> {
     const { redis, keys, generation } = this.ctx;
     const start = this.lastId === undefined ? '-' : `(${this.lastId}`;
-    const entries = await redis.xrangeBuffer(keys.data(generation), start, '+', 'COUNT', FETCH_COUNT);
-    for (const [id, fields] of entries) {
-      this.lastId = id.toString();
-      const frame = decodeFrame(entryField(fields, 'h'), entryField(fields, 'p'));
+    const entries = await this.ctx.readEntries(keys.data(generation), start, FETCH_COUNT);
+    for (const { id, header, payload } of entries) {
+      this.lastId = id;
+      const frame = decodeFrame(header, EMPTY);
       if (this.expectedSeq === -1) {
         // A resumed receiver's first frame must hold its offset, or that byte has been trimmed meanwhile.
         if (frame.offset > this.fetchedTo) {
@@ -251,12 +260,20 @@ export class RedisReceiverSession implements ReceiverSession {
       }
       this.expectedSeq += 1;
       if (frame.kind === 'data') {
-        const end = frame.offset + frame.payload.byteLength;
+        const end = frame.offset + bytesOf(payload);
         if (end <= this.fetchedTo) continue;
         // Frames a resumed receiver reads again are old news: only fresh deliveries are latencies.
         if (!this.resume) this.observe(frame.sentAt, frame.seq === 0);
-        const skip = this.fetchedTo - frame.offset;
-        this.queue.push(skip > 0 ? frame.payload.subarray(skip) : frame.payload);
+        // The payload goes out in the pieces it arrived in; a resumed receiver skips what it had.
+        let skip = this.fetchedTo - frame.offset;
+        for (const piece of payload) {
+          if (skip >= piece.byteLength) {
+            skip -= piece.byteLength;
+            continue;
+          }
+          this.queue.push(skip > 0 ? piece.subarray(skip) : piece);
+          skip = 0;
+        }
         this.fetchedTo = end;
       } else if (frame.kind === 'end') this.ended = true;
       else this.failure = new SenderAbortedError(frame.reason || undefined);

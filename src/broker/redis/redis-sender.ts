@@ -1,6 +1,7 @@
 import { encode } from '@msgpack/msgpack';
 import { asPipeError, ReceiversGoneError, SenderAbortedError } from '../errors.js';
 import type { PipeMeta, SenderEvent, SenderSession } from '../types.js';
+import { FrameXadd } from './frame-command.js';
 import { asBuffer, encodeFrameHeader, type Frame } from './framing.js';
 import type { PartyHooks, PipeContext } from './pipe-context.js';
 import { ReapingWait } from './reap.js';
@@ -24,6 +25,9 @@ const TTL_REFRESH_MS = 5000;
  * 2.9 → 2.3 s/GiB); 1 MiB was no better.
  */
 const MAX_FRAME_BYTES = 256 * 1024;
+
+/** A data frame's header does not carry its payload (which travels as a field of its own). */
+const EMPTY = new Uint8Array(0);
 
 /** Where a resumed sender picks up: the committed offset and the next frame's sequence number. */
 export interface SenderResume {
@@ -239,27 +243,29 @@ export class RedisSenderSession implements SenderSession {
    */
   private flush(): void {
     if (this.pendingBytes === 0 || this.finished) return;
-    const payload =
-      this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    const pieces = this.pending.slice();
     const bytes = this.pendingBytes;
     this.pending.length = 0;
     this.pendingBytes = 0;
-    const frame: Frame = { kind: 'data', seq: this.seq++, offset: this.offset, payload, sentAt: Date.now() };
+    const frame: Frame = {
+      kind: 'data',
+      seq: this.seq++,
+      offset: this.offset,
+      payload: EMPTY,
+      sentAt: Date.now(),
+    };
     this.offset += bytes;
     const { redis, keys, generation, options } = this.ctx;
-    const dataKey = keys.data(generation);
     const head = this.offset;
-    const added = redis.xadd(
-      dataKey,
-      'MAXLEN',
-      '~',
+    const command = new FrameXadd(
+      keys.data(generation),
       options.maxStreamEntries,
-      '*',
-      'h',
-      asBuffer(encodeFrameHeader(frame)),
-      'p',
-      asBuffer(payload),
+      encodeFrameHeader(frame),
+      pieces,
+      bytes,
     );
+    redis.sendCommand(command);
+    const added = command.promise as Promise<string | null>;
     redis.publish(keys.events, 'data').catch(() => {});
     this.refreshTtl();
     this.sinceCheck += bytes;
