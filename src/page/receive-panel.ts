@@ -5,8 +5,8 @@ import { DEFAULT_RETRY } from '../client/retry-policy.js';
 import { systemClock } from '../client/transfer-events.js';
 import { BlobSink } from './blob-sink.js';
 import { byId } from './dom.js';
+import { failureText } from './failure-text.js';
 import { pipeAddress } from './pipe-address.js';
-import { failureText } from './send-panel.js';
 import { TransferView } from './transfer-view.js';
 
 /** A text up to this size is shown in the page; anything else is saved. */

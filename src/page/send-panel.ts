@@ -1,4 +1,3 @@
-import { TransferError } from '../client/errors.js';
 import { createSealer } from '../client/format/index.js';
 import { headRequest, type PipeProbe, probeOf } from '../client/pipe-probe.js';
 import type { PlainSource } from '../client/plain-source.js';
@@ -8,6 +7,7 @@ import { systemClock } from '../client/transfer-events.js';
 import { plainEncoding, type SendEncoding } from '../client/wire-format.js';
 import { sealedEncoding } from '../client/wire-formats.js';
 import { byId } from './dom.js';
+import { failureText } from './failure-text.js';
 import { blobSource, zipSource } from './file-source.js';
 import { AddressError, type PipeAddress, pipeAddress, receiveLink } from './pipe-address.js';
 import { drawShareLink } from './share-link.js';
@@ -170,12 +170,4 @@ async function probeOnce(address: PipeAddress, signal: AbortSignal): Promise<Pip
     signal.throwIfAborted();
     return undefined;
   }
-}
-
-/** A failure in the words the user reads. */
-export function failureText(error: unknown, signal: AbortSignal): string {
-  if (signal.aborted) return 'Cancelled.';
-  if (error instanceof AddressError) return error.message;
-  if (error instanceof TransferError) return `Failed: ${error.message}.`;
-  return `Failed: ${error instanceof Error ? error.message : String(error)}.`;
 }
