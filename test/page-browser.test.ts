@@ -98,6 +98,10 @@ describe('the page over HTTP/1.1 on the in-memory broker (what `npm start` serve
     });
     await statusMatches(page, 'send', /^Sent/);
     for (const received of await Promise.all(receivers)) expect(sha256(received.body)).toBe(sha256(body));
+    // The link to share asks for ?n=2 too (a receiver without it would be refused).
+    expect(await page.locator('#share-link').getAttribute('href')).toBe(
+      `${server.url}/#recv=page%2Ftwo%3Fn%3D2`,
+    );
   });
 
   it('receives from curl: a file is saved under the sender name, a text is shown', async () => {

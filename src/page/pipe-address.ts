@@ -29,11 +29,15 @@ export function pipeAddress(
   if (/^https?:\/\//i.test(text)) {
     url = new URL(text);
   } else {
-    const segments = text.replace(/^\/+/, '').split('/');
+    // A path may carry its query (`mypath?n=3`, as a shared link gives it).
+    const queryAt = text.indexOf('?');
+    const path = queryAt === -1 ? text : text.slice(0, queryAt);
+    const segments = path.replace(/^\/+/, '').split('/');
     if (segments.some((segment) => segment === '.' || segment === '..')) {
       throw new AddressError('A path may not have . or .. segments.');
     }
     url = new URL(segments.map(encodeURIComponent).join('/'), base);
+    if (queryAt !== -1) url.search = text.slice(queryAt);
     if (options.n !== undefined && options.n > 1) url.searchParams.set('n', String(options.n));
   }
   const headers: Array<readonly [string, string]> = [];
@@ -47,7 +51,11 @@ export function pipeAddress(
  */
 export function receiveLink(address: PipeAddress, typed: string, page: string): string | undefined {
   if (address.scope === 'send') return undefined;
-  const target = address.scope === undefined ? typed.trim().replace(/^\/+/, '') : address.url.href;
+  // A path with its query: receivers of `?n=3` must ask for `?n=3` too.
+  const target =
+    address.scope === undefined
+      ? `${typed.trim().replace(/^\/+/, '').split('?')[0]}${address.url.search}`
+      : address.url.href;
   const link = new URL(page);
   link.hash = `recv=${encodeURIComponent(target)}`;
   return link.href;
