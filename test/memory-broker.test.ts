@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ReceiversGoneError } from '../src/broker/errors.js';
 import { MemoryBroker } from '../src/broker/memory/memory-broker.js';
 import { runBrokerTests } from './broker-contract.js';
 
@@ -51,7 +52,7 @@ describe('memory broker: a body handed over whole (startStream)', () => {
     const sent = one.startStream!({ headers: [] }, endless, undefined);
     const meta = await receiver.waitForStart(new AbortController().signal);
     await meta.body!.cancel('left');
-    await expect(sent).rejects.toBeDefined();
+    await expect(sent).rejects.toBeInstanceOf(ReceiversGoneError);
     expect(await broker.inspect('/gone')).toBeUndefined();
   });
 });

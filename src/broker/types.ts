@@ -94,8 +94,8 @@ export interface SenderSession {
    * Present where the backend can hand a body to a single receiver whole, as a stream the runtime moves
    * natively (a Durable Object): instead of `start` and `write`, starts the transfer with `body`, `length`
    * bytes when known (the receiver's stream then ends in error if the body falls short). Only for a pipe
-   * of one receiver. Resolves when the receiver has taken the whole body; rejects when the body failed or
-   * the receiver left.
+   * of one receiver. Resolves when the receiver has taken the whole body; rejects with `ReceiversGoneError`
+   * when the receiver left, with `SenderAbortedError` when the body failed (the receiver's stream errors).
    */
   startStream?(meta: PipeMeta, body: ReadableStream<Uint8Array>, length: number | undefined): Promise<void>;
   /**

@@ -216,9 +216,14 @@ async function transferWhole(
   );
   try {
     await session.startStream!({ headers }, whole.stream, whole.length);
-  } catch {
-    deps.counters.transfers.failed += 1;
-    transcript.error('Failed to send.');
+  } catch (error) {
+    if (error instanceof ReceiversGoneError) {
+      deps.counters.transfers.receiversGone += 1;
+      transcript.error(error.message);
+    } else {
+      deps.counters.transfers.failed += 1;
+      transcript.error('Failed to send.');
+    }
     transcript.close();
     return;
   }

@@ -4,6 +4,7 @@ import {
   CapacityError,
   PipeBusyError,
   ReceiverCountMismatchError,
+  ReceiversGoneError,
   ResumeUnsupportedError,
   SenderAbortedError,
 } from '../errors.js';
@@ -280,7 +281,14 @@ export class MemoryBroker implements Broker {
     const pass = this.options.passThrough!(length);
     pipe.started.resolve({ ...meta, body: pass.readable });
     try {
-      await body.pipeTo(pass.writable);
+      // The receiver learns of a failed body from its stream's abort, done below once it is known which
+      // side failed: a receiver that left errors the pass-through, a failed body leaves it writable.
+      await body.pipeTo(pass.writable, { preventAbort: true });
+    } catch (error) {
+      const writer = pass.writable.getWriter();
+      if (writer.desiredSize === null) throw new ReceiversGoneError();
+      writer.abort(error).catch(() => {});
+      throw new SenderAbortedError();
     } finally {
       this.forget(pipe);
     }
