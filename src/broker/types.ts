@@ -95,7 +95,8 @@ export interface SenderSession {
    * natively (a Durable Object): instead of `start` and `write`, starts the transfer with `body`, `length`
    * bytes when known (the receiver's stream then ends in error if the body falls short). Only for a pipe
    * of one receiver. Resolves when the receiver has taken the whole body; rejects with `ReceiversGoneError`
-   * when the receiver left, with `SenderAbortedError` when the body failed (the receiver's stream errors).
+   * when the transfer failed, whichever side failed (a failed body errors the receiver's stream; a sender
+   * whose body failed has gone and reads nothing of its transcript).
    */
   startStream?(meta: PipeMeta, body: ReadableStream<Uint8Array>, length: number | undefined): Promise<void>;
   /**

@@ -281,14 +281,13 @@ export class MemoryBroker implements Broker {
     const pass = this.options.passThrough!(length);
     pipe.started.resolve({ ...meta, body: pass.readable });
     try {
-      // The receiver learns of a failed body from its stream's abort, done below once it is known which
-      // side failed: a receiver that left errors the pass-through, a failed body leaves it writable.
-      await body.pipeTo(pass.writable, { preventAbort: true });
-    } catch (error) {
-      const writer = pass.writable.getWriter();
-      if (writer.desiredSize === null) throw new ReceiversGoneError();
-      writer.abort(error).catch(() => {});
-      throw new SenderAbortedError();
+      await body.pipeTo(pass.writable);
+    } catch {
+      // Either side failed, and under workerd the two look alike from here (tried: the body's state after
+      // the pipe, the pass-through's writer after a pipe that did not abort it, which then left a declared
+      // length's receiver waiting). A sender whose body failed has gone and reads no transcript, so the one
+      // told is the sender whose receiver left.
+      throw new ReceiversGoneError();
     } finally {
       this.forget(pipe);
     }
