@@ -108,7 +108,10 @@ function main(): void {
   const host = process.env.HOST || '127.0.0.1';
   const port = process.env.PORT || '8787';
   const extra = process.argv.slice(2);
-  if (extra.some((arg) => !OWN_ARGS.has(arg))) return wranglerDev(vars, host, port, extra);
+  if (extra.some((arg) => !OWN_ARGS.has(arg))) {
+    wranglerDev(vars, host, port, extra);
+    return;
+  }
   startWorker(vars, host, port, extra.includes('--test-scheduled')).catch((error: unknown) => {
     console.error(`edgepipe: wrangler could not start the Worker: ${(error as Error).message}`);
     process.exit(ExitCode.internal);
