@@ -1,8 +1,10 @@
 // Starts the echo Worker as `npm run dev:worker` starts edgepipe: wrangler's API, inspector off, on PORT.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { unstable_startWorker } from 'wrangler';
 
+// As dev:worker: wrangler's development-only middleware would read the body the echo streams back.
+process.env.WRANGLER_DISABLE_REQUEST_BODY_DRAINING = 'true';
+const { unstable_startWorker } = await import('wrangler');
 const worker = await unstable_startWorker({
   config: join(dirname(fileURLToPath(import.meta.url)), 'wrangler.toml'),
   dev: {
