@@ -15,7 +15,8 @@
 // bench/.work (not part of the project: only measured). Options (env): BENCH_ROUNDS (default 3),
 // BENCH_GIB (default 1), BENCH_PIPING=0 to leave piping-server out, BENCH_REDIS=0 to leave the Redis rows out,
 // BENCH_CLIENTS=0 to leave the client rows (bench/client-bench.js) out, BENCH_TUNNELS=0 to leave the tunnel
-// rows (bench/tunnel-bench.js) out.
+// rows (bench/tunnel-bench.js) out, BENCH_WORKERS=0 to leave the Workers-on-Durable-Objects and echo Worker
+// rows out.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { get } from 'node:http';
@@ -159,9 +160,14 @@ async function throughput(server, round, bytes = server.gib * 1024 ** 3) {
   const cpuBefore = server.serverCpu();
   const redisBefore = server.redis ? cpuSeconds(server.redis.pid) : 0;
   const started = performance.now();
-  const receiver = run(`curl -sSf -o /dev/null '${server.recvUrl(path)}'`);
-  const sender = run(`head -c ${bytes} /dev/zero | curl -sSf -T - '${server.sendUrl(path)}' > /dev/null`);
-  await Promise.all([receiver, sender]);
+  if (server.echo) {
+    // One request whose response is its own body: the sender is its own receiver.
+    await run(`head -c ${bytes} /dev/zero | curl -sSf -T - -o /dev/null '${server.sendUrl(path)}'`);
+  } else {
+    const receiver = run(`curl -sSf -o /dev/null '${server.recvUrl(path)}'`);
+    const sender = run(`head -c ${bytes} /dev/zero | curl -sSf -T - '${server.sendUrl(path)}' > /dev/null`);
+    await Promise.all([receiver, sender]);
+  }
   const seconds = (performance.now() - started) / 1000;
   await new Promise((resolve) => setTimeout(resolve, CPU_SETTLE_MS));
   const gib = bytes / 1024 ** 3;
@@ -348,6 +354,40 @@ async function main() {
       );
     }
   }
+  if (process.env.BENCH_WORKERS !== '0') {
+    // Workers on Durable Objects (no Redis), beside a Worker echoing its own request body: the yardstick
+    // of what workerd moves here (issue 16: the objects' row is held to 0.8x of it). Both started through
+    // wrangler's API with the inspector off, as `npm run dev:worker` starts edgepipe.
+    const workerEnv = { HOST: '127.0.0.1', WRANGLER_SEND_METRICS: 'false', CI: '1' };
+    const objects = await startServer(
+      'workers (durable objects)',
+      process.execPath,
+      ['dist/cli/dev-worker.js'],
+      {
+        ...workerEnv,
+        PORT: String(await freePort()),
+      },
+    );
+    const echo = await startServer('workers echo', process.execPath, ['bench/echo-worker/start.js'], {
+      ...workerEnv,
+      PORT: String(await freePort()),
+    });
+    processes.push(objects, echo);
+    const workersGib = Math.min(GIB, 0.25);
+    targets.push(
+      {
+        ...target(
+          `workers (durable objects, ${workersGib * 1024} MiB)`,
+          objects,
+          objects,
+          undefined,
+          workersGib,
+        ),
+        perRequest: true,
+      },
+      { ...target(`workers echo (${workersGib * 1024} MiB)`, echo, echo, undefined, workersGib), echo: true },
+    );
+  }
   const piping = process.env.BENCH_PIPING === '0' ? undefined : await pipingServerEntry();
   if (piping) {
     const started = {
@@ -366,7 +406,7 @@ async function main() {
     // Warm up every server (JIT, buffers, connection pools) before measuring: 64 MiB and 50 small transfers.
     for (const server of targets) {
       await throughput(server, 'warm', Math.min(64 * 1024 ** 2, server.gib * 1024 ** 3));
-      await latencies(server, 'warm', 50);
+      if (!server.echo) await latencies(server, 'warm', 50);
     }
     for (let round = 0; round < ROUNDS; round++) {
       // Order flipped each round: no server always runs right after the same neighbour.
@@ -377,10 +417,11 @@ async function main() {
         r.a.push(a.mibPerSecond);
         r.cpu.push(a.cpuPerGiB);
         r.redisCpu.push(a.redisCpuPerGiB);
-        const lat = await latencies(server, round);
+        // The echo Worker is no pipe: only its throughput is a yardstick.
+        const lat = server.echo ? [Number.NaN] : await latencies(server, round);
         r.p50.push(quantile(lat, 0.5));
         r.p99.push(quantile(lat, 0.99));
-        r.c.push(await concurrent(server, round));
+        r.c.push(server.echo ? Number.NaN : await concurrent(server, round));
         process.stderr.write(
           `round ${round + 1}/${ROUNDS} ${server.name}: ${a.mibPerSecond.toFixed(0)} MiB/s, ` +
             `p50 ${quantile(lat, 0.5).toFixed(2)} ms, p99 ${quantile(lat, 0.99).toFixed(2)} ms\n`,
@@ -435,9 +476,9 @@ async function main() {
     `${median(r.a).toFixed(0)}`,
     `${median(r.cpu).toFixed(2)}`,
     dash(median(r.redisCpu), 2),
-    `${median(r.p50).toFixed(2)}`,
-    `${median(r.p99).toFixed(2)}`,
-    `${median(r.c).toFixed(2)}`,
+    dash(median(r.p50), 2),
+    dash(median(r.p99), 2),
+    dash(median(r.c), 2),
     measured(name) ? `${r.rss.toFixed(0)}` : '–',
     dash(r.redisRss, 0),
     dash(r.connections, 1),
@@ -462,6 +503,14 @@ async function main() {
   for (const row of rows) console.log(`| ${row.join(' | ')} |`);
   if (clients) printClientTable(clients);
   if (tunnels) printTunnelTable(tunnels);
+  const objects = [...results].find(([name]) => name.startsWith('workers (durable objects'))?.[1];
+  const echo = [...results].find(([name]) => name.startsWith('workers echo'))?.[1];
+  if (objects && echo) {
+    console.log(
+      `\nworkers (durable objects) / workers echo: throughput ${(median(objects.a) / median(echo.a)).toFixed(2)}× (target ≥ 0.8); ` +
+        `1 KiB p50 / edgepipe (memory) on Node: ${(median(objects.p50) / median(results.get('edgepipe (memory)').p50)).toFixed(2)}× (target ≤ 2)`,
+    );
+  }
   for (const name of ['edgepipe (memory)', 'edgepipe (redis)', 'edgepipe (redis) A→B']) {
     const edge = results.get(name);
     if (!edge) continue;

@@ -42,6 +42,12 @@ export interface AppDeps {
    * body ended, failed or was cancelled (the Workers adapter keeps its broker until then).
    */
   readonly streamResponse?: (body: ByteSource, init: ResponseInit, done: Promise<void>) => Response;
+  /**
+   * Makes the Response of a pipe body handed over whole as a stream (`PipeMeta.body`, `startStream`), sent
+   * as it is. Given only where the runtime moves a stream from one request to another natively (a Durable
+   * Object, with a broker whose `passThrough` is native); without it every body goes chunk by chunk.
+   */
+  readonly passStream?: (body: ReadableStream<Uint8Array>, init: ResponseInit) => Response;
   /** Where unexpected errors are reported (they answer 500 either way). */
   readonly logError?: (error: unknown) => void;
   /** Latency windows the broker and the watcher share; a fresh set when omitted. */
@@ -104,6 +110,7 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
       streamed.set(response, done);
       return response;
     },
+    passStream: deps.passStream,
     latency,
     counters: new TrafficCounters(),
     watcher: deps.watcher,

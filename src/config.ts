@@ -104,6 +104,13 @@ export const configSchema = z
           .string()
           .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
           .optional(),
+        /**
+         * Cloudflare Workers only: where pipes meet. `durable-object`: one Durable Object per pipe path, no
+         * Redis needed (bytes stay in the object, a receiver streams the sender's body). `redis`: the Redis of
+         * `redis` (a Node instance and a Worker meet on it; resume, self-heal reroutes). Default: `redis` when
+         * a Redis is given, `durable-object` otherwise. Other runtimes ignore it.
+         */
+        workers: z.enum(['durable-object', 'redis']).optional(),
         /** Seed nodes (`host:port`) of a Redis Cluster, instead of `redis`. */
         cluster: z
           .array(z.string().regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port'))

@@ -207,7 +207,7 @@ describe('runtimes sharing one Redis', () => {
   }
 });
 
-describe('workers without Redis', () => {
+describe('workers on Durable Objects (no Redis)', () => {
   let worker: ServerProcess;
   beforeAll(async () => {
     worker = await startWorker({});
@@ -216,9 +216,60 @@ describe('workers without Redis', () => {
     worker?.kill();
   });
 
-  it('checks signed URLs before anything else (Web Crypto on workerd)', async () => {
+  it('serves /_/health as ok: pipes need no Redis here', async () => {
+    const health = await fetch(`${worker.url}/_/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: 'ok' });
+  });
+  // The same runtime options as on Redis: the Worker before the object is the same workerd.
+  runProtocolSuite('workers (durable objects)', () => worker.url, {
+    abortWithDeclaredLength: true,
+    dotSegments: 'resolved',
+    joinsRepeatedHeaders: true,
+    seesIdleDisconnect: false,
+    seesLeaveOfOneOfMany: false,
+  });
+
+  it('signed URLs: the object checks them (Web Crypto on workerd) and moves the bytes', async () => {
     const signedWorker = await startWorker({
       EDGEPIPE_CONFIG: JSON.stringify({ auth: { mode: 'signed' } }),
+      EDGEPIPE_SECRETS: SECRET,
+    });
+    try {
+      expect((await fetch(`${signedWorker.url}/do/signed`)).status).toBe(401);
+      const recv = await signedPath('recv', '/do/signed');
+      expect((await fetch(`${signedWorker.url}${recv.replace('/do/signed', '/do/other')}`)).status).toBe(403);
+      const body = randomBytes(3 * 1024 * 1024);
+      const receiving = fetch(`${signedWorker.url}${recv}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const sent = await fetch(`${signedWorker.url}${await signedPath('send', '/do/signed')}`, {
+        method: 'PUT',
+        body,
+      });
+      const received = new Uint8Array(await (await receiving).arrayBuffer());
+      expect(await sent.text()).toContain('All receiver(s) was/were received successfully.');
+      expect(sha256(received)).toBe(sha256(body));
+    } finally {
+      signedWorker.kill();
+    }
+  });
+});
+
+/** Pipes on Redis (`broker.workers`), here without one: every pipe is refused with the reason. */
+const REDIS_BROKER = { broker: { workers: 'redis' } };
+
+describe('workers without Redis', () => {
+  let worker: ServerProcess;
+  beforeAll(async () => {
+    worker = await startWorker({ EDGEPIPE_CONFIG: JSON.stringify(REDIS_BROKER) });
+  });
+  afterAll(() => {
+    worker?.kill();
+  });
+
+  it('checks signed URLs before anything else (Web Crypto on workerd)', async () => {
+    const signedWorker = await startWorker({
+      EDGEPIPE_CONFIG: JSON.stringify({ ...REDIS_BROKER, auth: { mode: 'signed' } }),
       EDGEPIPE_SECRETS: SECRET,
       EDGEPIPE_ADMIN_TOKEN: 'worker-admin-token',
     });

@@ -13,6 +13,11 @@ export type PipeHeaders = ReadonlyArray<readonly [name: string, value: string]>;
 /** What every receiver learns when the transfer starts. */
 export interface PipeMeta {
   readonly headers: PipeHeaders;
+  /**
+   * The whole body as one stream, when the sender handed it over with `startStream`: the receiver sends it
+   * on as it is instead of calling `read()`, so no JS touches the bytes (Durable Objects, issue 16).
+   */
+  readonly body?: ReadableStream<Uint8Array>;
 }
 
 /** What a sender is told while it waits and while it sends. */
@@ -85,6 +90,15 @@ export interface SenderSession {
   waitForReceivers(signal: AbortSignal): Promise<void>;
   /** Starts the transfer: the receivers get `meta` and then the bytes. Call once, after `waitForReceivers`. */
   start(meta: PipeMeta): Promise<void>;
+  /**
+   * Present where the backend can hand a body to a single receiver whole, as a stream the runtime moves
+   * natively (a Durable Object): instead of `start` and `write`, starts the transfer with `body`, `length`
+   * bytes when known (the receiver's stream then ends in error if the body falls short). Only for a pipe
+   * of one receiver. Resolves when the receiver has taken the whole body; rejects with `ReceiversGoneError`
+   * when the transfer failed, whichever side failed (a failed body errors the receiver's stream; a sender
+   * whose body failed has gone and reads nothing of its transcript).
+   */
+  startStream?(meta: PipeMeta, body: ReadableStream<Uint8Array>, length: number | undefined): Promise<void>;
   /**
    * Appends a chunk. Resolves when the window has room again, which is how a slow receiver slows the sender.
    * Rejects with `ReceiversGoneError` when no receiver is left.

@@ -19,6 +19,11 @@ export interface RouteDeps {
   readonly headerValues: HeaderValuesReader;
   /** Builds the Response of a streaming body (a transcript or a pipe's bytes); see `AppDeps`. */
   readonly streamResponse: StreamResponder;
+  /**
+   * Makes the Response of a body the broker hands over whole as a stream (`PipeMeta.body`); present where
+   * the runtime moves such streams natively, which lets the send route hand bodies over whole. See `AppDeps`.
+   */
+  readonly passStream: ((body: ReadableStream<Uint8Array>, init: ResponseInit) => Response) | undefined;
   readonly latency: LatencyWindows;
   readonly counters: TrafficCounters;
   /** The self-heal watcher, when the runtime runs one. */

@@ -58,6 +58,8 @@ export function receiveRoute(deps: RouteDeps) {
     // timeout, so it cannot hold the pipe's other receivers and its sender forever.
     const headers = receiverHeaders(meta.headers);
     const slot = deps.slots.get(request);
+    // Handed over whole (never on a resume: only a broker that cannot resume passes streams).
+    if (meta.body && deps.passStream) return deps.passStream(meta.body, { headers });
     const body = stallGuarded(
       counted(session, deps.counters, () => slot?.completed()),
       deps.clock,

@@ -116,6 +116,19 @@ export function sendRoute(deps: RouteDeps) {
     }
     transcript.info(`Waiting for ${target.receivers} receiver(s)...`);
     transcript.info(`${session.connectedAtOpen} receiver(s) has/have been connected.`);
+    const whole = wholeBodyOf(deps, request, session, target.receivers, boundary, piece, uploadLength);
+    if (whole) {
+      void transferWhole(
+        deps,
+        request,
+        whole,
+        session,
+        transcript,
+        tally,
+        deps.headerValues(request, c.env, 'x-piping'),
+      );
+      return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
+    }
     const body = left.watch(upload(0));
     const xPiping = deps.headerValues(request, c.env, 'x-piping');
     const end: BodyEnd = { piece, length: uploadLength, from: 0 };
@@ -134,6 +147,95 @@ export function sendRoute(deps: RouteDeps) {
     );
     return deps.streamResponse(transcript, { headers: TRANSCRIPT_HEADERS });
   };
+}
+
+/** A body the broker takes whole (see `SenderSession.startStream`), and its declared length. */
+interface WholeBody {
+  readonly stream: ReadableStream<Uint8Array>;
+  readonly length: number | undefined;
+}
+
+/**
+ * The request's body to hand over whole, where the runtime moves streams natively (`AppDeps.passStream`), the
+ * broker takes them and nothing needs to see the bytes: one receiver, no multipart part to cut out, no piece,
+ * and a size cap checked by the declared length (a chunked body under a cap is counted chunk by chunk).
+ */
+function wholeBodyOf(
+  deps: RouteDeps,
+  request: Request,
+  session: SenderSession,
+  receivers: number,
+  boundary: string | undefined,
+  piece: boolean,
+  uploadLength: number | undefined,
+): WholeBody | undefined {
+  if (!deps.passStream || !session.startStream || !request.body) return undefined;
+  if (receivers !== 1 || boundary || piece || uploadLength !== undefined) return undefined;
+  const declared = request.headers.get('content-length');
+  const length = declared !== null && /^[0-9]{1,15}$/.test(declared) ? Number(declared) : undefined;
+  if (length === undefined && deps.config.limits.maxBodyBytes !== undefined) return undefined;
+  return { stream: request.body, length };
+}
+
+/**
+ * A transfer whose body the broker passes whole: the transcript tells the same story as `transfer`, but the
+ * idle timeout does not apply to the upload (nothing reads it chunk by chunk; the receiver's pace holds it).
+ */
+async function transferWhole(
+  deps: RouteDeps,
+  request: Request,
+  whole: WholeBody,
+  session: SenderSession,
+  transcript: Transcript,
+  tally: ReceiverTally,
+  xPiping: readonly string[],
+): Promise<void> {
+  try {
+    await withDeadline(
+      deps.clock,
+      deps.config.limits.waitTimeoutMs,
+      session.waitForReceivers(request.signal),
+    );
+  } catch (error) {
+    session.release();
+    whole.stream.cancel().catch(() => {});
+    if (error instanceof DeadlineError) {
+      transcript.error(noReceiverCameLine(Math.round(deps.config.limits.waitTimeoutMs / 1000)));
+    } else if (error instanceof PipeError) {
+      transcript.error(error.message);
+    }
+    transcript.close();
+    return;
+  }
+  deps.slots.get(request)?.transferring();
+  transcript.info(startSendingLine(1));
+  const headers = passthroughHeaders(
+    {
+      contentType: request.headers.get('content-type'),
+      contentLength: whole.length === undefined ? null : String(whole.length),
+      contentDisposition: request.headers.get('content-disposition'),
+    },
+    xPiping,
+  );
+  try {
+    await session.startStream!({ headers }, whole.stream, whole.length);
+  } catch (error) {
+    if (error instanceof ReceiversGoneError) {
+      deps.counters.transfers.receiversGone += 1;
+      transcript.error(error.message);
+    } else {
+      deps.counters.transfers.failed += 1;
+      transcript.error('Failed to send.');
+    }
+    transcript.close();
+    return;
+  }
+  deps.counters.transfers.completed += 1;
+  if (whole.length !== undefined) deps.counters.bytesIn += whole.length;
+  deps.slots.get(request)?.completed();
+  transcript.info('Sent successfully!');
+  transcript.info(tally.sentLine());
+  transcript.close();
 }
 
 /** Runs one transfer to its end; every outcome ends in a transcript line, never in an unhandled rejection. */

@@ -39,6 +39,13 @@ export interface ProtocolSuiteOptions {
    * Defaults to true.
    */
   readonly seesIdleDisconnect?: boolean;
+  /**
+   * Whether a receiver of a pipe of several that leaves mid-body is noticed, so the others go on. False on
+   * Workers over Durable Objects (issue 16, open): there the bytes of n > 1 go chunk by chunk through the
+   * object and a receiver's leave does not reach it, so the window fills and the transfer stalls.
+   * Defaults to true.
+   */
+  readonly seesLeaveOfOneOfMany?: boolean;
 }
 
 /** Writes a raw HTTP/1.1 request (no client would send a dotted target) and returns status and body. */
@@ -306,33 +313,36 @@ export function runProtocolSuite(
       }
     });
 
-    it('n=2 with one receiver gone mid-body: the transcript does not say all received', async () => {
-      const url = `${baseUrl()}${p}/one-leaves?n=2`;
-      const leaving = new AbortController();
-      const receiving = [fetch(url, { signal: leaving.signal }), fetch(url)];
-      await delay(100);
-      const upload = streamedUpload(url);
-      const transcript = upload.transcript();
-      // fetch sends the request once it has the body's first chunk.
-      const chunk = randomBytes(64 * 1024);
-      upload.push(chunk);
-      const [gone, staying] = await Promise.all(receiving);
-      await gone!.body!.getReader().read();
-      leaving.abort();
-      const kept = staying!.arrayBuffer();
-      // The sender goes on well past the moment its receiver left (a backend that holds a dropped receiver's
-      // place for a resume gives up on it after its grace period, 300 ms in these suites).
-      for (let i = 0; i < 30; i++) {
-        await delay(50);
+    it.skipIf(options.seesLeaveOfOneOfMany === false)(
+      'n=2 with one receiver gone mid-body: the transcript does not say all received',
+      async () => {
+        const url = `${baseUrl()}${p}/one-leaves?n=2`;
+        const leaving = new AbortController();
+        const receiving = [fetch(url, { signal: leaving.signal }), fetch(url)];
+        await delay(100);
+        const upload = streamedUpload(url);
+        const transcript = upload.transcript();
+        // fetch sends the request once it has the body's first chunk.
+        const chunk = randomBytes(64 * 1024);
         upload.push(chunk);
-      }
-      upload.end();
-      expect((await kept).byteLength).toBe(31 * chunk.byteLength);
-      const lines = await transcript;
-      expect(lines).toContain('[INFO] A receiver aborted; 1 of 2 still receiving.');
-      expect(lines).toContain('[INFO] 1 of 2 receiver(s) received everything; 1 aborted.');
-      expect(lines).not.toContain('All receiver(s) was/were received successfully.');
-    });
+        const [gone, staying] = await Promise.all(receiving);
+        await gone!.body!.getReader().read();
+        leaving.abort();
+        const kept = staying!.arrayBuffer();
+        // The sender goes on well past the moment its receiver left (a backend that holds a dropped receiver's
+        // place for a resume gives up on it after its grace period, 300 ms in these suites).
+        for (let i = 0; i < 30; i++) {
+          await delay(50);
+          upload.push(chunk);
+        }
+        upload.end();
+        expect((await kept).byteLength).toBe(31 * chunk.byteLength);
+        const lines = await transcript;
+        expect(lines).toContain('[INFO] A receiver aborted; 1 of 2 still receiving.');
+        expect(lines).toContain('[INFO] 1 of 2 receiver(s) received everything; 1 aborted.');
+        expect(lines).not.toContain('All receiver(s) was/were received successfully.');
+      },
+    );
 
     it('50 MiB arrive byte-exact', async () => {
       const data = randomBytes(50 * 1024 * 1024);

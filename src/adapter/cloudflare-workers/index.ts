@@ -5,93 +5,53 @@ import { createApp } from '../../app.js';
 import { BrokerUnavailableError } from '../../broker/errors.js';
 import { RedisBroker } from '../../broker/redis/redis-broker.js';
 import type { Broker } from '../../broker/types.js';
-import { type ByteSource, streamOfSource } from '../../byte-source.js';
-import { type Config, ConfigError } from '../../config.js';
-import { configFromSources, configObjectOf, isConfigText } from '../../config-sources.js';
+import type { Config } from '../../config.js';
+import { pipePathOf } from '../../routes/pipe-target.js';
+import { isReservedPath } from '../../routes/reserved-paths.js';
 import { SELFHEAL_STATE, type StoredSelfheal, scheduledWatch } from './scheduled-watch.js';
+import { streamingResponse } from './streaming-response.js';
+import { configOf, type Env, pipesBackend } from './worker-env.js';
 
-/** The Worker's bindings: vars and secrets from `wrangler.toml` or the dashboard. */
-interface Env {
-  /** `redis://` or `rediss://` URL (a secret: it may hold a password). */
-  readonly REDIS_URL?: string;
-  /**
-   * The JSON config, as its text (a var or secret, `.dev.vars`; `npm run dev:worker` passes a local file's
-   * contents) or as a table under `[vars]` in wrangler.toml. `REDIS_URL` beats its `broker.redis`.
-   */
-  readonly EDGEPIPE_CONFIG?: string | Record<string, unknown>;
-  /** Signing secrets of `auth.mode: signed`, comma-separated, the first signs (a secret). */
-  readonly EDGEPIPE_SECRETS?: string;
-  /** The admin token of `/_/selfheal` and `/_/metrics` (a secret). */
-  readonly EDGEPIPE_ADMIN_TOKEN?: string;
-}
+export { PipeObject } from './pipe-object.js';
 
 interface ExecutionContext {
   waitUntil(promise: Promise<unknown>): void;
 }
 
-/** Workers' stream that sends a declared length (plain streams go out chunked, without Content-Length). */
-declare const FixedLengthStream: new (
-  length: number,
-) => { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> };
-
 const NEEDS_REDIS =
   'edgepipe on Cloudflare Workers needs a Redis: set the REDIS_URL secret (the in-memory broker cannot ' +
   "pass bytes between requests there, as one request may not touch another's stream).";
 
-/** The config object of `EDGEPIPE_CONFIG`; a Worker has no files, so a path is refused with the reason. */
-function configObject(value: Env['EDGEPIPE_CONFIG']): Record<string, unknown> {
-  if (value === undefined || value === '') return {};
-  if (typeof value === 'object') return value;
-  if (!isConfigText(value)) {
-    throw new ConfigError(
-      `EDGEPIPE_CONFIG must hold the JSON config itself on Workers (there are no files to read), got '${value}' ` +
-        '(npm run dev:worker passes the contents of a local file)',
-    );
-  }
-  return configObjectOf(value, 'EDGEPIPE_CONFIG');
-}
-
-/** The same sources and precedence as `loadConfig` on the other runtimes, minus the files and flags. */
-function configOf(env: Env): Config {
-  const { EDGEPIPE_CONFIG: _config, ...strings } = env;
-  return configFromSources(configObject(env.EDGEPIPE_CONFIG), strings);
-}
+const NEEDS_PIPES_BINDING =
+  'edgepipe on Cloudflare Workers needs the PIPES Durable Object binding of wrangler.toml (class PipeObject) ' +
+  'for broker.workers = durable-object, or a Redis (REDIS_URL).';
 
 /** Refuses every pipe with the reason; pages and errors still answer, health says unavailable (503). */
-const refusing: Broker = {
-  resumable: false,
-  ready: async () => {},
-  drain: () => {},
-  close: async () => {},
-  stats: () => ({ pipes: 0, waiting: 0, unavailable: NEEDS_REDIS }),
-  inspect: async () => undefined,
-  openSender: async () => {
-    throw new BrokerUnavailableError(undefined, NEEDS_REDIS);
-  },
-  openReceiver: async () => {
-    throw new BrokerUnavailableError(undefined, NEEDS_REDIS);
-  },
-};
+function refusing(reason: string): Broker {
+  return {
+    resumable: false,
+    ready: async () => {},
+    drain: () => {},
+    close: async () => {},
+    stats: () => ({ pipes: 0, waiting: 0, unavailable: reason }),
+    inspect: async () => undefined,
+    openSender: async () => {
+      throw new BrokerUnavailableError(undefined, reason);
+    },
+    openReceiver: async () => {
+      throw new BrokerUnavailableError(undefined, reason);
+    },
+  };
+}
 
 /**
- * A streaming Response. Workers sends a plain stream chunked and drops its Content-Length; a declared
- * length goes through a FixedLengthStream instead, so the receiver gets Content-Length and a body cut short
- * is an error at the client (an errored chunked body may end like a clean one, as seen under wrangler dev).
+ * The Worker's own broker when pipes live in Durable Objects: the Worker forwards every pipe request, so
+ * this one only answers pages and health (which cannot count the objects' pipes).
  */
-function streamingResponse(source: ByteSource, init: ResponseInit): Response {
-  const stream = streamOfSource(source);
-  // The bytes go out as the sender sent them: Workers would gzip a text/* body for a client that accepts
-  // it (undici's fetch does), dropping Content-Length and re-chunking every transfer.
-  const headers = new Headers(init.headers);
-  headers.set('Cache-Control', 'no-store, no-transform');
-  headers.set('Content-Encoding', 'identity');
-  const sent = { ...init, headers, encodeBody: 'manual' } as ResponseInit;
-  const length = headers.get('content-length');
-  if (length === null || !/^[0-9]{1,15}$/.test(length)) return new Response(stream, sent);
-  const fixed = new FixedLengthStream(Number(length));
-  stream.pipeTo(fixed.writable).catch(() => {});
-  return new Response(fixed.readable, sent);
-}
+const inObjects: Broker = {
+  ...refusing('pipes live in Durable Objects'),
+  stats: () => ({ pipes: 0, waiting: 0 }),
+};
 
 /**
  * The client as Cloudflare's edge saw it. Per-client counts live in one request's app here, so they bound
@@ -147,14 +107,22 @@ export default {
     } catch (error) {
       return new Response(`[ERROR] ${(error as Error).message}\n`, { status: 500 });
     }
-    const target = await activeRedis(config);
-    if (!target) {
-      return createApp(config, { broker: refusing, streamResponse: streamingResponse, peerAddress }).fetch(
+    const own = (broker: Broker) =>
+      createApp(config, { broker, streamResponse: streamingResponse, peerAddress }).fetch(
         request,
         env,
         ctx as never,
       );
+    if (pipesBackend(config) === 'durable-object') {
+      if (!env.PIPES) return own(refusing(NEEDS_PIPES_BINDING));
+      const path = pipePathOf(new URL(request.url));
+      // Preflights and the server's own paths are answered here; every party of a pipe meets in the
+      // object named after its path (the object checks access and limits with the same app).
+      if (request.method === 'OPTIONS' || isReservedPath(path)) return own(inObjects);
+      return env.PIPES.get(env.PIPES.idFromName(path)).fetch(request);
     }
+    const target = await activeRedis(config);
+    if (!target) return own(refusing(NEEDS_REDIS));
     const broker = new RedisBroker({
       target: { url: target },
       windowBytes: config.broker.windowBytes ?? 8 * 1024 * 1024,

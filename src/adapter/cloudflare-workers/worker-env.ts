@@ -1,0 +1,52 @@
+import { type Config, ConfigError } from '../../config.js';
+import { configFromSources, configObjectOf, isConfigText } from '../../config-sources.js';
+
+/** What `idFromName` gives: an opaque id. */
+export type DurableObjectId = unknown;
+
+/** The Durable Object namespace binding of `wrangler.toml` (`[[durable_objects.bindings]]`), as far as used. */
+export interface DurableObjectNamespace {
+  idFromName(name: string): DurableObjectId;
+  get(id: DurableObjectId): { fetch(request: Request): Promise<Response> };
+}
+
+/** The Worker's bindings: vars and secrets from `wrangler.toml` or the dashboard, and the pipes' objects. */
+export interface Env {
+  /** `redis://` or `rediss://` URL (a secret: it may hold a password). */
+  readonly REDIS_URL?: string;
+  /**
+   * The JSON config, as its text (a var or secret, `.dev.vars`; `npm run dev:worker` passes a local file's
+   * contents) or as a table under `[vars]` in wrangler.toml. `REDIS_URL` beats its `broker.redis`.
+   */
+  readonly EDGEPIPE_CONFIG?: string | Record<string, unknown>;
+  /** Signing secrets of `auth.mode: signed`, comma-separated, the first signs (a secret). */
+  readonly EDGEPIPE_SECRETS?: string;
+  /** The admin token of `/_/selfheal` and `/_/metrics` (a secret). */
+  readonly EDGEPIPE_ADMIN_TOKEN?: string;
+  /** One Durable Object per pipe path (`PipeObject`); absent where wrangler.toml does not bind it. */
+  readonly PIPES?: DurableObjectNamespace;
+}
+
+/** The config object of `EDGEPIPE_CONFIG`; a Worker has no files, so a path is refused with the reason. */
+function configObject(value: Env['EDGEPIPE_CONFIG']): Record<string, unknown> {
+  if (value === undefined || value === '') return {};
+  if (typeof value === 'object') return value;
+  if (!isConfigText(value)) {
+    throw new ConfigError(
+      `EDGEPIPE_CONFIG must hold the JSON config itself on Workers (there are no files to read), got '${value}' ` +
+        '(npm run dev:worker passes the contents of a local file)',
+    );
+  }
+  return configObjectOf(value, 'EDGEPIPE_CONFIG');
+}
+
+/** The same sources and precedence as `loadConfig` on the other runtimes, minus the files and flags. */
+export function configOf(env: Env): Config {
+  const { EDGEPIPE_CONFIG: _config, PIPES: _pipes, ...strings } = env;
+  return configFromSources(configObject(env.EDGEPIPE_CONFIG), strings);
+}
+
+/** Where this deployment's pipes meet (`broker.workers`): Redis when one is given, unless told otherwise. */
+export function pipesBackend(config: Config): 'durable-object' | 'redis' {
+  return config.broker.workers ?? (config.broker.redis || config.broker.cluster ? 'redis' : 'durable-object');
+}
