@@ -1,4 +1,5 @@
 import { SingleBar } from 'cli-progress';
+import { formatBytes } from '../client/format-bytes.js';
 import type { TransferEvent } from '../client/transfer-events.js';
 
 /** How progress is shown: a bar on a terminal, one JSON object a second for scripts, or nothing. */
@@ -17,18 +18,6 @@ export function progressModeOf(flag: string | undefined, quiet: boolean, stderrI
 export interface ProgressOutput {
   write(text: string): void;
   now(): number;
-}
-
-/** Bytes in binary units, as a person reads them. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function formatSeconds(seconds: number): string {

@@ -5,9 +5,9 @@ import { DEFAULT_RETRY } from '../client/retry-policy.js';
 import { systemClock } from '../client/transfer-events.js';
 import { BlobSink } from './blob-sink.js';
 import { byId } from './dom.js';
-import { failureText } from './failure-text.js';
 import { pipeAddress } from './pipe-address.js';
-import { TransferView } from './transfer-view.js';
+import { bindTransferForm } from './transfer-form.js';
+import type { TransferView } from './transfer-view.js';
 
 /** A text up to this size is shown in the page; anything else is saved. */
 const INLINE_TEXT_BYTES = 1024 * 1024;
@@ -16,34 +16,8 @@ const STALL_MS = 60_000;
 
 /** The receive form: one transfer at a time, cancelled by its button. */
 export function bindReceivePanel(): void {
-  const form = byId<HTMLFormElement>('recv-form');
-  const start = byId<HTMLButtonElement>('recv-start');
-  const cancel = byId<HTMLButtonElement>('recv-cancel');
-  const view = new TransferView({
-    progress: byId<HTMLProgressElement>('recv-progress'),
-    figures: byId('recv-figures'),
-    status: byId('recv-status'),
-  });
-  let running: AbortController | undefined;
-  cancel.addEventListener('click', () => running?.abort(new DOMException('cancelled', 'AbortError')));
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    if (running) return;
-    view.reset();
+  bindTransferForm('recv', receiveFromForm, () => {
     byId('recv-result').hidden = true;
-    const controller = new AbortController();
-    running = controller;
-    start.disabled = true;
-    cancel.disabled = false;
-    try {
-      await receiveFromForm(view, controller.signal);
-    } catch (error) {
-      view.say(failureText(error, controller.signal));
-    } finally {
-      running = undefined;
-      start.disabled = false;
-      cancel.disabled = true;
-    }
   });
 }
 

@@ -7,11 +7,11 @@ import { systemClock } from '../client/transfer-events.js';
 import { plainEncoding, type SendEncoding } from '../client/wire-format.js';
 import { sealedEncoding } from '../client/wire-formats.js';
 import { byId } from './dom.js';
-import { failureText } from './failure-text.js';
 import { blobSource, zipSource } from './file-source.js';
 import { AddressError, type PipeAddress, pipeAddress, receiveLink } from './pipe-address.js';
 import { drawShareLink } from './share-link.js';
-import { TransferView } from './transfer-view.js';
+import { bindTransferForm } from './transfer-form.js';
+import type { TransferView } from './transfer-view.js';
 import { chooseUpload } from './upload-choice.js';
 import { xhrFetch } from './xhr-fetch.js';
 
@@ -27,36 +27,14 @@ interface Outgoing {
 
 /** The send form: one transfer at a time, cancelled by its button. */
 export function bindSendPanel(): void {
-  const form = byId<HTMLFormElement>('send-form');
-  const start = byId<HTMLButtonElement>('send-start');
-  const cancel = byId<HTMLButtonElement>('send-cancel');
   const mode = byId('send-mode');
-  const view = new TransferView({
-    progress: byId<HTMLProgressElement>('send-progress'),
-    figures: byId('send-figures'),
-    status: byId('send-status'),
-  });
-  let running: AbortController | undefined;
-  cancel.addEventListener('click', () => running?.abort(new DOMException('cancelled', 'AbortError')));
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    if (running) return;
-    view.reset();
-    mode.textContent = '';
-    const controller = new AbortController();
-    running = controller;
-    start.disabled = true;
-    cancel.disabled = false;
-    try {
-      await sendFromForm(view, mode, controller.signal);
-    } catch (error) {
-      view.say(failureText(error, controller.signal));
-    } finally {
-      running = undefined;
-      start.disabled = false;
-      cancel.disabled = true;
-    }
-  });
+  bindTransferForm(
+    'send',
+    (view, signal) => sendFromForm(view, mode, signal),
+    () => {
+      mode.textContent = '';
+    },
+  );
 }
 
 async function sendFromForm(view: TransferView, mode: HTMLElement, signal: AbortSignal): Promise<void> {

@@ -1,3 +1,4 @@
+import { formatBytes } from '../client/format-bytes.js';
 import type { TransferEvent } from '../client/transfer-events.js';
 
 /** The elements one side of the page shows a transfer in. */
@@ -84,9 +85,11 @@ export class TransferView {
     if (this.total !== undefined) progress.value = Math.min(this.bytes, this.total);
     const rate = this.rate();
     const parts = [
-      this.total === undefined ? size(this.bytes) : `${size(this.bytes)} of ${size(this.total)}`,
+      this.total === undefined
+        ? formatBytes(this.bytes)
+        : `${formatBytes(this.bytes)} of ${formatBytes(this.total)}`,
     ];
-    if (rate > 0) parts.push(`${size(rate)}/s`);
+    if (rate > 0) parts.push(`${formatBytes(rate)}/s`);
     if (rate > 0 && this.total !== undefined && this.bytes < this.total) {
       parts.push(`${duration((this.total - this.bytes) / rate)} left`);
     }
@@ -107,20 +110,6 @@ export class TransferView {
     if (!first || !last || last.at - first.at < 200) return 0;
     return ((last.bytes - first.bytes) * 1000) / (last.at - first.at);
   }
-}
-
-/** A byte count for people: 1.5 MiB. */
-export function size(bytes: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit === 0
-    ? `${Math.round(value)} ${units[0]}`
-    : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
 function duration(seconds: number): string {

@@ -190,21 +190,8 @@ async function transferWhole(
   tally: ReceiverTally,
   xPiping: readonly string[],
 ): Promise<void> {
-  try {
-    await withDeadline(
-      deps.clock,
-      deps.config.limits.waitTimeoutMs,
-      session.waitForReceivers(request.signal),
-    );
-  } catch (error) {
-    session.release();
+  if (!(await receiversCame(deps, request, session, transcript))) {
     whole.stream.cancel().catch(() => {});
-    if (error instanceof DeadlineError) {
-      transcript.error(noReceiverCameLine(Math.round(deps.config.limits.waitTimeoutMs / 1000)));
-    } else if (error instanceof PipeError) {
-      transcript.error(error.message);
-    }
-    transcript.close();
     return;
   }
   deps.slots.get(request)?.transferring();
@@ -238,6 +225,35 @@ async function transferWhole(
   transcript.close();
 }
 
+/**
+ * Waits for every receiver, up to `limits.waitTimeoutMs`. When none came, or the sender left, the slot is
+ * released and the transcript ends with the reason: false.
+ */
+async function receiversCame(
+  deps: RouteDeps,
+  request: Request,
+  session: SenderSession,
+  transcript: Transcript,
+): Promise<boolean> {
+  try {
+    await withDeadline(
+      deps.clock,
+      deps.config.limits.waitTimeoutMs,
+      session.waitForReceivers(request.signal),
+    );
+    return true;
+  } catch (error) {
+    session.release();
+    if (error instanceof DeadlineError) {
+      transcript.error(noReceiverCameLine(Math.round(deps.config.limits.waitTimeoutMs / 1000)));
+    } else if (error instanceof PipeError) {
+      transcript.error(error.message);
+    }
+    transcript.close();
+    return false;
+  }
+}
+
 /** Runs one transfer to its end; every outcome ends in a transcript line, never in an unhandled rejection. */
 async function transfer(
   deps: RouteDeps,
@@ -252,22 +268,7 @@ async function transfer(
   xPiping: readonly string[],
   left: ReceiversLeft,
 ): Promise<void> {
-  try {
-    await withDeadline(
-      deps.clock,
-      deps.config.limits.waitTimeoutMs,
-      session.waitForReceivers(request.signal),
-    );
-  } catch (error) {
-    session.release();
-    if (error instanceof DeadlineError) {
-      transcript.error(noReceiverCameLine(Math.round(deps.config.limits.waitTimeoutMs / 1000)));
-    } else if (error instanceof PipeError) {
-      transcript.error(error.message);
-    }
-    transcript.close();
-    return;
-  }
+  if (!(await receiversCame(deps, request, session, transcript))) return;
   deps.slots.get(request)?.transferring();
   transcript.info(startSendingLine(receivers));
 
