@@ -40,10 +40,22 @@ function configObject(value: Env['EDGEPIPE_CONFIG']): Record<string, unknown> {
   return configObjectOf(value, 'EDGEPIPE_CONFIG');
 }
 
-/** The same sources and precedence as `loadConfig` on the other runtimes, minus the files and flags. */
+/** Configs already parsed, per bindings object (an isolate hands every request the same one). */
+const parsed = new WeakMap<Env, Config>();
+
+/**
+ * The same sources and precedence as `loadConfig` on the other runtimes, minus the files and flags. Parsed
+ * once per isolate: validating the schema on every request and in every new pipe object cost more than the
+ * rest of a small transfer's set-up (issue 16).
+ */
 export function configOf(env: Env): Config {
-  const { EDGEPIPE_CONFIG: _config, PIPES: _pipes, ...strings } = env;
-  return configFromSources(configObject(env.EDGEPIPE_CONFIG), strings);
+  let config = parsed.get(env);
+  if (!config) {
+    const { EDGEPIPE_CONFIG: _config, PIPES: _pipes, ...strings } = env;
+    config = configFromSources(configObject(env.EDGEPIPE_CONFIG), strings);
+    parsed.set(env, config);
+  }
+  return config;
 }
 
 /** Where this deployment's pipes meet (`broker.workers`): Redis when one is given, unless told otherwise. */
