@@ -16,7 +16,8 @@
 // BENCH_GIB (default 1), BENCH_PIPING=0 to leave piping-server out, BENCH_REDIS=0 to leave the Redis rows out,
 // BENCH_CLIENTS=0 to leave the client rows (bench/client-bench.js) out, BENCH_TUNNELS=0 to leave the tunnel
 // rows (bench/tunnel-bench.js) out, BENCH_WORKERS=0 to leave the Workers-on-Durable-Objects and echo Worker
-// rows out.
+// rows out, BENCH_TOPICS=0 to leave the topic rows (bench/topic-bench.js: edgepipe topics beside mosquitto)
+// out.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { get } from 'node:http';
@@ -33,6 +34,7 @@ import {
   startPipingServer,
 } from './piping-server.js';
 import { cpuSeconds, peakRssMiB, treeCpuSeconds } from './proc-stats.js';
+import { measureTopics, printTopicTable } from './topic-bench.js';
 import { measureTunnels, printTunnelTable } from './tunnel-bench.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -402,6 +404,7 @@ async function main() {
   );
   let clients;
   let tunnels;
+  let topics;
   try {
     // Warm up every server (JIT, buffers, connection pools) before measuring: 64 MiB and 50 small transfers.
     for (const server of targets) {
@@ -454,6 +457,8 @@ async function main() {
         },
       );
     }
+    // After the pipe rows, with their servers still up but idle: the topic rows start brokers of their own.
+    if (process.env.BENCH_TOPICS !== '0') topics = await measureTopics({ rounds: ROUNDS });
   } finally {
     for (const server of targets) {
       const r = results.get(server.name);
@@ -503,6 +508,7 @@ async function main() {
   for (const row of rows) console.log(`| ${row.join(' | ')} |`);
   if (clients) printClientTable(clients);
   if (tunnels) printTunnelTable(tunnels);
+  if (topics) printTopicTable(topics, ROUNDS);
   const objects = [...results].find(([name]) => name.startsWith('workers (durable objects'))?.[1];
   const echo = [...results].find(([name]) => name.startsWith('workers echo'))?.[1];
   if (objects && echo) {
