@@ -18,6 +18,7 @@ import {
 import { runProtocolSuite } from './helpers/protocol-suite.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { selfSignedCert } from './helpers/tls-cert.js';
+import { NO_WORKER_VARS, startWorker } from './helpers/worker.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -39,28 +40,6 @@ const SECRET = 'runtime-secret-runtime-secret-runtime';
 async function signedPath(scope: 'send' | 'recv', path: string): Promise<string> {
   const expiresAt = Math.floor(Date.now() / 1000) + 300;
   return `${path}?${await signedQuery(new SigningKeys([SECRET]), { scope, path, prefix: false, expiresAt })}`;
-}
-
-/** The variables `npm run dev:worker` forwards to the Worker, none set unless a test sets them. */
-const NO_WORKER_VARS = { REDIS_URL: '', EDGEPIPE_CONFIG: '', EDGEPIPE_SECRETS: '', EDGEPIPE_ADMIN_TOKEN: '' };
-
-/**
- * `npm run dev:worker` (wrangler dev: workerd, offline) on a free port, after its build step (`npm test`
- * builds before vitest); `vars` are set in its environment as a user would set them.
- */
-async function startWorker(
-  vars: Partial<Record<keyof typeof NO_WORKER_VARS, string>>,
-  extra: string[] = [],
-): Promise<ServerProcess> {
-  const port = await freePort();
-  return spawnListening(process.execPath, [join(repoRoot, 'dist/cli/dev-worker.js'), ...extra], {
-    ...NO_WORKER_VARS,
-    ...vars,
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    WRANGLER_SEND_METRICS: 'false',
-    CI: '1',
-  });
 }
 
 for (const [name, start] of Object.entries(RUNTIMES)) {
