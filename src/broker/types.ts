@@ -157,6 +157,8 @@ export interface BrokerStats {
    * it serves pipes. `/_/health` answers 503 with it, so a load balancer takes the instance out.
    */
   readonly unavailable?: string;
+  /** The counts were reported by other processes, some seconds old (a Worker's Durable Objects). */
+  readonly approximate?: boolean;
 }
 
 /** A pipe backend. Each backend owns its connections and resources. */

@@ -5,7 +5,6 @@ import {
   CapacityError,
   PipeBusyError,
   ReceiverCountMismatchError,
-  ReceiversGoneError,
   ResumeUnsupportedError,
   SenderAbortedError,
 } from '../errors.js';
