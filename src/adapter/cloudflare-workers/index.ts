@@ -113,7 +113,8 @@ const BACKEND_FRESH_MS = 5000;
 let backendChoice: { backend: 'primary' | 'standby'; readAt: number } | undefined;
 
 /**
- * Where new pipes go: the primary unless the cron's self-heal run rerouted to the standby. The choice is
+ * Where new pipes go: the primary unless a self-heal window (the watch object's alarm, or the cron where it
+ * is missing) rerouted to the standby. The choice is
  * kept in the standby Redis (the primary may be the one failing) and cached per isolate for a few seconds.
  */
 async function activeRedis(config: Config): Promise<string | undefined> {
@@ -138,9 +139,15 @@ async function activeRedis(config: Config): Promise<string | undefined> {
 }
 
 export default {
-  /** The cron trigger: one self-heal window (see `scheduledWatch`). */
+  /**
+   * The cron trigger, a fallback: it re-arms the watch object's alarm (which runs the windows), and runs one
+   * self-heal window itself (see `scheduledWatch`) only where the watch object is not bound or does not answer.
+   */
   async scheduled(_event: unknown, env: Env): Promise<void> {
-    await scheduledWatch(configOf(env), (line) => console.log(line));
+    const config = configOf(env);
+    if (config.selfheal.rules.length === 0) return;
+    if (await watchState(env)) return;
+    await scheduledWatch(config, (line) => console.log(line));
   },
 
   /**
@@ -179,6 +186,11 @@ export default {
         ctx.waitUntil(watchState(env));
       }
       return env.PIPES.get(env.PIPES.idFromName(path)).fetch(request);
+    }
+    // The first request of an isolate (re)arms the watch object's alarm, should it have stopped.
+    if (!watchArmed && env.WATCH && config.selfheal.rules.length > 0) {
+      watchArmed = true;
+      ctx.waitUntil(watchState(env));
     }
     const target = await activeRedis(config);
     if (!target) return own(refusing(NEEDS_REDIS));

@@ -10,7 +10,8 @@ import {
   type WatcherCounters,
   type WatcherStatus,
 } from '../../selfheal/watcher.js';
-import { configOf, type DurableObjectState, type Env } from './worker-env.js';
+import { scheduledWatch } from './scheduled-watch.js';
+import { configOf, type DurableObjectState, type Env, pipesBackend } from './worker-env.js';
 
 /** The watch object's name: one per deployment (`env.WATCH.idFromName(WATCH_NAME)`). */
 export const WATCH_NAME = 'selfheal';
@@ -91,9 +92,9 @@ interface Watch {
 }
 
 /**
- * The self-heal watcher of a Worker whose pipes live in Durable Objects: a singleton object whose alarm runs
- * one watcher window every `selfheal.intervalMs` (a reroute or hook in seconds, where the cron takes
- * minutes). The PipeObjects report their `ttfb`, `chunk` and `request` samples and their counts to it in
+ * The self-heal watcher of a Worker: a singleton object whose alarm runs one watcher window every
+ * `selfheal.intervalMs` (a reroute or hook in seconds, where the cron takes minutes). With pipes on Redis a
+ * window probes both Redis as the cron does (`redisWindow`). The PipeObjects report their `ttfb`, `chunk` and `request` samples and their counts to it in
  * batches; it keeps the rule memories, the active backend and the audit trail in its storage, since the
  * object may be evicted between alarms. Hooks are webhooks only: a Worker cannot run commands (the audit
  * says so when a hook has one).
@@ -126,6 +127,9 @@ export class WatchObject {
 
   /** One window: judge the rules, act, store what the next window needs; then the next alarm. */
   async alarm(): Promise<void> {
+    const config = configOf(this.env);
+    if (config.selfheal.rules.length === 0) return;
+    if (pipesBackend(config) === 'redis') return this.redisWindow(config);
     const watch = await this.load();
     if (!watch) return;
     await watch.watcher.tick();
@@ -140,13 +144,25 @@ export class WatchObject {
     await watch.watcher.settled();
   }
 
+  /**
+   * Pipes on Redis: one window of the cron's kind (probes of both Redis spread over an interval, the states
+   * and the active backend stored in both, where requests read it), every interval while rules exist. The
+   * next alarm is set first: the window itself takes an interval, and alarms do not overlap.
+   */
+  private async redisWindow(config: Config): Promise<void> {
+    const { storage } = this.state;
+    await storage.setAlarm(Date.now() + config.selfheal.intervalMs);
+    const state = await scheduledWatch(config, (line) => console.log(line), INSTANCE);
+    if (state) await storage.put(BACKEND, state.backend);
+  }
+
   /** Sets the alarm when rules exist and none is set (the first request or report after a stop). */
   private async arm(): Promise<void> {
-    const watch = await this.load();
-    if (!watch) return;
+    const config = configOf(this.env);
+    if (config.selfheal.rules.length === 0) return;
     const { storage } = this.state;
     if ((await storage.getAlarm()) === null) {
-      await storage.setAlarm(Date.now() + watch.config.selfheal.intervalMs);
+      await storage.setAlarm(Date.now() + config.selfheal.intervalMs);
     }
   }
 
