@@ -101,6 +101,8 @@ interface Watch {
  */
 export class WatchObject {
   private watch: Watch | undefined;
+  /** Parsed once per object life (reports come every 100 ms from every busy pipe object). */
+  private configCache: Config | undefined;
   private readonly windows = new LatencyWindows();
   private readonly counts = new Map<string, { pipes: number; waiting: number; at: number }>();
   private lastReportAt = 0;
@@ -110,6 +112,11 @@ export class WatchObject {
     private readonly state: DurableObjectState,
     private readonly env: Env,
   ) {}
+
+  private get config(): Config {
+    this.configCache ??= configOf(this.env);
+    return this.configCache;
+  }
 
   async fetch(request: Request): Promise<Response> {
     const { pathname } = new URL(request.url);
@@ -127,7 +134,7 @@ export class WatchObject {
 
   /** One window: judge the rules, act, store what the next window needs; then the next alarm. */
   async alarm(): Promise<void> {
-    const config = configOf(this.env);
+    const config = this.config;
     if (config.selfheal.rules.length === 0) return;
     if (pipesBackend(config) === 'redis') return this.redisWindow(config);
     const watch = await this.load();
@@ -158,7 +165,7 @@ export class WatchObject {
 
   /** Sets the alarm when rules exist and none is set (the first request or report after a stop). */
   private async arm(): Promise<void> {
-    const config = configOf(this.env);
+    const config = this.config;
     if (config.selfheal.rules.length === 0) return;
     const { storage } = this.state;
     if ((await storage.getAlarm()) === null) {
@@ -221,7 +228,7 @@ export class WatchObject {
   /** The watcher, built once per object life from the config and the stored memories; none without rules. */
   private async load(): Promise<Watch | undefined> {
     if (this.watch) return this.watch;
-    const config = configOf(this.env);
+    const config = this.config;
     if (config.selfheal.rules.length === 0) return undefined;
     const { storage } = this.state;
     const backend: Watch['backend'] = {
