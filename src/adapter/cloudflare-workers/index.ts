@@ -87,6 +87,16 @@ async function watchState(env: Env): Promise<WatchState | undefined> {
   }
 }
 
+/**
+ * The first request of an isolate (re)arms the watch object's alarm, should it have stopped (asking its
+ * state does), in the background.
+ */
+function armWatch(config: Config, env: Env, ctx: ExecutionContext): void {
+  if (watchArmed || !env.WATCH || config.selfheal.rules.length === 0) return;
+  watchArmed = true;
+  ctx.waitUntil(watchState(env));
+}
+
 /** `/_/selfheal` and `/_/metrics` on the Worker: the watch object's watcher, as it last told. */
 function watcherView(state: WatchState): WatcherView {
   return {
@@ -114,8 +124,8 @@ let backendChoice: { backend: 'primary' | 'standby'; readAt: number } | undefine
 
 /**
  * Where new pipes go: the primary unless a self-heal window (the watch object's alarm, or the cron where it
- * is missing) rerouted to the standby. The choice is
- * kept in the standby Redis (the primary may be the one failing) and cached per isolate for a few seconds.
+ * is missing) rerouted to the standby. The choice is kept in the standby Redis (the primary may be the one
+ * failing) and cached per isolate for a few seconds.
  */
 async function activeRedis(config: Config): Promise<string | undefined> {
   const { redis, standby } = config.broker;
@@ -180,18 +190,10 @@ export default {
         const state = await watchState(env);
         return own(inObjects(state), state && watcherView(state));
       }
-      // The first request of an isolate (re)arms the watch object's alarm, should it have stopped.
-      if (!watchArmed && env.WATCH && config.selfheal.rules.length > 0) {
-        watchArmed = true;
-        ctx.waitUntil(watchState(env));
-      }
+      armWatch(config, env, ctx);
       return env.PIPES.get(env.PIPES.idFromName(path)).fetch(request);
     }
-    // The first request of an isolate (re)arms the watch object's alarm, should it have stopped.
-    if (!watchArmed && env.WATCH && config.selfheal.rules.length > 0) {
-      watchArmed = true;
-      ctx.waitUntil(watchState(env));
-    }
+    armWatch(config, env, ctx);
     const target = await activeRedis(config);
     if (!target) return own(refusing(NEEDS_REDIS));
     const broker = new RedisBroker({
