@@ -20,7 +20,7 @@ import { serverPages } from './routes/server-pages.js';
 import { printableLine } from './routes/transcript.js';
 import { type LatencySink, LatencyWindows } from './selfheal/latency-windows.js';
 import { TrafficCounters } from './selfheal/traffic-counters.js';
-import type { Watcher } from './selfheal/watcher.js';
+import type { WatcherView } from './selfheal/watcher.js';
 
 export interface AppDeps {
   /** The pipe backend; an in-memory broker sized by `config` when omitted. */
@@ -53,7 +53,7 @@ export interface AppDeps {
   /** Latency windows the broker and the watcher share; a fresh set when omitted. */
   readonly latency?: LatencyWindows;
   /** The self-heal watcher (`/_/selfheal`), when the runtime runs one. */
-  readonly watcher?: Watcher;
+  readonly watcher?: WatcherView;
   /**
    * The socket peer's address of a request (`env` as in `RequestBodyReader`), for per-client limits. Without
    * it every client counts as one, `unknown`.

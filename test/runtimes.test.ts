@@ -18,6 +18,7 @@ import {
 import { runProtocolSuite } from './helpers/protocol-suite.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { selfSignedCert } from './helpers/tls-cert.js';
+import { NO_WORKER_VARS, startWorker } from './helpers/worker.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -39,28 +40,6 @@ const SECRET = 'runtime-secret-runtime-secret-runtime';
 async function signedPath(scope: 'send' | 'recv', path: string): Promise<string> {
   const expiresAt = Math.floor(Date.now() / 1000) + 300;
   return `${path}?${await signedQuery(new SigningKeys([SECRET]), { scope, path, prefix: false, expiresAt })}`;
-}
-
-/** The variables `npm run dev:worker` forwards to the Worker, none set unless a test sets them. */
-const NO_WORKER_VARS = { REDIS_URL: '', EDGEPIPE_CONFIG: '', EDGEPIPE_SECRETS: '', EDGEPIPE_ADMIN_TOKEN: '' };
-
-/**
- * `npm run dev:worker` (wrangler dev: workerd, offline) on a free port, after its build step (`npm test`
- * builds before vitest); `vars` are set in its environment as a user would set them.
- */
-async function startWorker(
-  vars: Partial<Record<keyof typeof NO_WORKER_VARS, string>>,
-  extra: string[] = [],
-): Promise<ServerProcess> {
-  const port = await freePort();
-  return spawnListening(process.execPath, [join(repoRoot, 'dist/cli/dev-worker.js'), ...extra], {
-    ...NO_WORKER_VARS,
-    ...vars,
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    WRANGLER_SEND_METRICS: 'false',
-    CI: '1',
-  });
 }
 
 for (const [name, start] of Object.entries(RUNTIMES)) {
@@ -347,7 +326,7 @@ describe('workers without Redis', () => {
   });
 });
 
-describe('workers self-heal on the cron trigger', () => {
+describe('workers self-heal on Redis (the watch object, armed by the cron)', () => {
   let primary: TestRedis;
   let standby: TestRedis;
   let proxy: LatencyProxy;
@@ -387,18 +366,29 @@ describe('workers self-heal on the cron trigger', () => {
     await Promise.all([primary?.stop(), standby?.stop()]);
   });
 
-  /** Runs the cron once (wrangler dev's test endpoint) and returns the stored backend. */
-  async function cron(): Promise<string | undefined> {
-    await (await fetch(`${worker.url}/__scheduled?cron=*+*+*+*+*`)).text();
+  /** The backend the self-heal windows stored in the standby, where requests read it. */
+  async function storedBackend(): Promise<string | undefined> {
     const stored = await standbyClient.get('ep:selfheal:state');
     return stored ? (JSON.parse(stored) as { backend: string }).backend : undefined;
   }
 
-  it('reroutes new pipes to the standby after breaching runs, and back after healthy ones', async () => {
-    expect(await cron()).toBe('primary');
+  /** Waits until the stored backend is `backend`; the milliseconds it took. */
+  async function backendBecomes(backend: string, ms: number): Promise<number> {
+    const started = Date.now();
+    while ((await storedBackend()) !== backend) {
+      if (Date.now() - started > ms) throw new Error(`the backend did not become ${backend} within ${ms} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return Date.now() - started;
+  }
+
+  it("reroutes new pipes to the standby within seconds (the watch object's alarm), and back", async () => {
+    // The cron (wrangler dev's test endpoint) only arms the watch object's alarm, which runs the windows.
+    await (await fetch(`${worker.url}/__scheduled?cron=*+*+*+*+*`)).text();
+    await backendBecomes('primary', 10_000);
     proxy.setDelay(100);
-    expect(await cron()).toBe('primary');
-    expect(await cron()).toBe('standby');
+    // Two breaching windows of 0.5 s, each taking a window to probe.
+    expect(await backendBecomes('standby', 10_000)).toBeLessThan(10_000);
     // Requests read the choice (cached per isolate for 5 s): a new pipe waits on the standby.
     await new Promise((resolve) => setTimeout(resolve, 5200));
     const waiting = fetch(`${worker.url}/wk/on-standby`);
@@ -411,11 +401,13 @@ describe('workers self-heal on the cron trigger', () => {
     expect(await (await waiting).text()).toBe('rerouted');
 
     proxy.setDelay(0);
-    expect(await cron()).toBe('standby');
-    expect(await cron()).toBe('primary');
+    await backendBecomes('primary', 15_000);
     const audit = (await standbyClient.lrange('ep:audit', 0, -1)).map(
-      (line: string) => (JSON.parse(line) as { kind: string }).kind,
+      (line: string) => JSON.parse(line) as { kind: string; instance: string },
     );
-    expect(audit).toEqual(expect.arrayContaining(['breach', 'fired', 'backend', 'recovered']));
+    expect(audit.map((entry) => entry.kind)).toEqual(
+      expect.arrayContaining(['breach', 'fired', 'backend', 'recovered']),
+    );
+    expect(audit.find((entry) => entry.kind === 'fired')?.instance).toBe('workers-watch-object');
   }, 60_000);
 });

@@ -96,9 +96,15 @@ export interface SenderSession {
    * bytes when known (the receiver's stream then ends in error if the body falls short). Only for a pipe
    * of one receiver. Resolves when the receiver has taken the whole body; rejects with `ReceiversGoneError`
    * when the transfer failed, whichever side failed (a failed body errors the receiver's stream; a sender
-   * whose body failed has gone and reads nothing of its transcript).
+   * whose body failed has gone and reads nothing of its transcript), or with `ClientIdleError` when a read
+   * of the body waited `idleMs` (0: no limit): the receiver's stream is cut and the body cancelled.
    */
-  startStream?(meta: PipeMeta, body: ReadableStream<Uint8Array>, length: number | undefined): Promise<void>;
+  startStream?(
+    meta: PipeMeta,
+    body: ReadableStream<Uint8Array>,
+    length: number | undefined,
+    idleMs?: number,
+  ): Promise<void>;
   /**
    * Appends a chunk. Resolves when the window has room again, which is how a slow receiver slows the sender.
    * Rejects with `ReceiversGoneError` when no receiver is left.
@@ -151,6 +157,8 @@ export interface BrokerStats {
    * it serves pipes. `/_/health` answers 503 with it, so a load balancer takes the instance out.
    */
   readonly unavailable?: string;
+  /** The counts were reported by other processes, some seconds old (a Worker's Durable Objects). */
+  readonly approximate?: boolean;
 }
 
 /** A pipe backend. Each backend owns its connections and resources. */

@@ -6,7 +6,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { LatencyWindows } from '../selfheal/latency-windows.js';
 import type { TrafficCounters } from '../selfheal/traffic-counters.js';
-import type { Watcher } from '../selfheal/watcher.js';
+import type { WatcherView } from '../selfheal/watcher.js';
 
 /** What every route gets from `createApp`. */
 export interface RouteDeps {
@@ -27,7 +27,7 @@ export interface RouteDeps {
   readonly latency: LatencyWindows;
   readonly counters: TrafficCounters;
   /** The self-heal watcher, when the runtime runs one. */
-  readonly watcher: Watcher | undefined;
+  readonly watcher: WatcherView | undefined;
   /** Who may use which pipe and the admin endpoints. */
   readonly access: AccessPolicy;
   /** Pipe requests' holds on their client's caps; a route marks its request transferring once the peer came. */

@@ -178,8 +178,8 @@ function wholeBodyOf(
 }
 
 /**
- * A transfer whose body the broker passes whole: the transcript tells the same story as `transfer`, but the
- * idle timeout does not apply to the upload (nothing reads it chunk by chunk; the receiver's pace holds it).
+ * A transfer whose body the broker passes whole: the transcript tells the same story as `transfer`, the
+ * upload held to the same idle timeout (a stalled sender is cut, its receiver's body with it).
  */
 async function transferWhole(
   deps: RouteDeps,
@@ -205,9 +205,12 @@ async function transferWhole(
     xPiping,
   );
   try {
-    await session.startStream!({ headers }, whole.stream, whole.length);
+    await session.startStream!({ headers }, whole.stream, whole.length, deps.config.limits.idleTimeoutMs);
   } catch (error) {
-    if (error instanceof ReceiversGoneError) {
+    if (error instanceof ClientIdleError) {
+      deps.counters.transfers.failed += 1;
+      transcript.error(error.message);
+    } else if (error instanceof ReceiversGoneError) {
       deps.counters.transfers.receiversGone += 1;
       transcript.error(error.message);
     } else {

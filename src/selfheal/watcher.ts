@@ -56,6 +56,12 @@ export interface WatcherStatus {
 }
 
 /**
+ * What `/_/selfheal` and `/_/metrics` read of a watcher: a running one, or (on Workers) what the watch
+ * object told of its own.
+ */
+export type WatcherView = Pick<Watcher, 'backend' | 'counters' | 'status'>;
+
+/**
  * Probes per window and backend. The `redis` metrics are the probes' round trips on a connection of their
  * own (see `RedisBroker`), so the probes alone must reach a rule's `minSamples` (10 by default) in every
  * window, idle or busy, with room to spare.

@@ -8,11 +8,14 @@ import type { Broker } from '../../broker/types.js';
 import type { Config } from '../../config.js';
 import { pipePathOf } from '../../routes/pipe-target.js';
 import { isReservedPath } from '../../routes/reserved-paths.js';
+import type { WatcherView } from '../../selfheal/watcher.js';
 import { SELFHEAL_STATE, type StoredSelfheal, scheduledWatch } from './scheduled-watch.js';
 import { streamingResponse } from './streaming-response.js';
+import { WATCH_NAME, WATCH_URL, type WatchState } from './watch-object.js';
 import { configOf, type Env, pipesBackend } from './worker-env.js';
 
 export { PipeObject } from './pipe-object.js';
+export { WatchObject } from './watch-object.js';
 
 interface ExecutionContext {
   waitUntil(promise: Promise<unknown>): void;
@@ -46,12 +49,68 @@ function refusing(reason: string): Broker {
 
 /**
  * The Worker's own broker when pipes live in Durable Objects: the Worker forwards every pipe request, so
- * this one only answers pages and health (which cannot count the objects' pipes).
+ * this one only answers pages and health, with the counts the objects last reported to the watch object
+ * (approximate: seconds old), or none without it.
  */
-const inObjects: Broker = {
-  ...refusing('pipes live in Durable Objects'),
-  stats: () => ({ pipes: 0, waiting: 0 }),
-};
+function inObjects(state: WatchState | undefined): Broker {
+  return {
+    ...refusing('pipes live in Durable Objects'),
+    stats: () =>
+      state ? { pipes: state.pipes, waiting: state.waiting, approximate: true } : { pipes: 0, waiting: 0 },
+  };
+}
+
+/** The paths that show the watch object's state; it is asked only for these. */
+const WATCH_PAGES = new Set(['/_/health', '/_/metrics', '/_/selfheal']);
+/** How long a page waits for the watch object before it answers without its state. */
+const WATCH_ASK_MS = 1000;
+/** Whether this isolate has (re)armed the watch object's alarm (its first request does). */
+let watchArmed = false;
+
+/** The watch object's state, or undefined when it is not bound or does not answer within `WATCH_ASK_MS`. */
+async function watchState(env: Env): Promise<WatchState | undefined> {
+  const watch = env.WATCH;
+  if (!watch) return undefined;
+  let timer: number | undefined;
+  try {
+    const answer = await Promise.race([
+      watch.get(watch.idFromName(WATCH_NAME)).fetch(new Request(WATCH_URL.status)),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(resolve, WATCH_ASK_MS) as unknown as number;
+      }),
+    ]);
+    return answer?.ok ? ((await answer.json()) as WatchState) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The first request of an isolate (re)arms the watch object's alarm, should it have stopped (asking its
+ * state does), in the background.
+ */
+function armWatch(config: Config, env: Env, ctx: ExecutionContext): void {
+  if (watchArmed || !env.WATCH || config.selfheal.rules.length === 0) return;
+  watchArmed = true;
+  ctx.waitUntil(watchState(env));
+}
+
+/** `/_/selfheal` and `/_/metrics` on the Worker: the watch object's watcher, as it last told. */
+function watcherView(state: WatchState): WatcherView {
+  return {
+    backend: state.status.backend,
+    counters: state.counters,
+    status: async () => ({
+      ...state.status,
+      windows: state.windows,
+      pipes: { pipes: state.pipes, waiting: state.waiting, reporters: state.reporters, approximate: true },
+      droppedSamples: state.droppedSamples,
+      note: 'hooks fire from the watch object (webhooks only: a Worker cannot run commands)',
+    }),
+  };
+}
 
 /**
  * The client as Cloudflare's edge saw it. Per-client counts live in one request's app here, so they bound
@@ -64,8 +123,9 @@ const BACKEND_FRESH_MS = 5000;
 let backendChoice: { backend: 'primary' | 'standby'; readAt: number } | undefined;
 
 /**
- * Where new pipes go: the primary unless the cron's self-heal run rerouted to the standby. The choice is
- * kept in the standby Redis (the primary may be the one failing) and cached per isolate for a few seconds.
+ * Where new pipes go: the primary unless a self-heal window (the watch object's alarm, or the cron where it
+ * is missing) rerouted to the standby. The choice is kept in the standby Redis (the primary may be the one
+ * failing) and cached per isolate for a few seconds.
  */
 async function activeRedis(config: Config): Promise<string | undefined> {
   const { redis, standby } = config.broker;
@@ -89,9 +149,15 @@ async function activeRedis(config: Config): Promise<string | undefined> {
 }
 
 export default {
-  /** The cron trigger: one self-heal window (see `scheduledWatch`). */
+  /**
+   * The cron trigger, a fallback: it re-arms the watch object's alarm (which runs the windows), and runs one
+   * self-heal window itself (see `scheduledWatch`) only where the watch object is not bound or does not answer.
+   */
   async scheduled(_event: unknown, env: Env): Promise<void> {
-    await scheduledWatch(configOf(env), (line) => console.log(line));
+    const config = configOf(env);
+    if (config.selfheal.rules.length === 0) return;
+    if (await watchState(env)) return;
+    await scheduledWatch(config, (line) => console.log(line));
   },
 
   /**
@@ -107,8 +173,8 @@ export default {
     } catch (error) {
       return new Response(`[ERROR] ${(error as Error).message}\n`, { status: 500 });
     }
-    const own = (broker: Broker) =>
-      createApp(config, { broker, streamResponse: streamingResponse, peerAddress }).fetch(
+    const own = (broker: Broker, watcher?: WatcherView) =>
+      createApp(config, { broker, streamResponse: streamingResponse, peerAddress, watcher }).fetch(
         request,
         env,
         ctx as never,
@@ -118,9 +184,16 @@ export default {
       const path = pipePathOf(new URL(request.url));
       // Preflights and the server's own paths are answered here; every party of a pipe meets in the
       // object named after its path (the object checks access and limits with the same app).
-      if (request.method === 'OPTIONS' || isReservedPath(path)) return own(inObjects);
+      if (request.method === 'OPTIONS' || isReservedPath(path)) {
+        if (!WATCH_PAGES.has(path)) return own(inObjects(undefined));
+        watchArmed = true;
+        const state = await watchState(env);
+        return own(inObjects(state), state && watcherView(state));
+      }
+      armWatch(config, env, ctx);
       return env.PIPES.get(env.PIPES.idFromName(path)).fetch(request);
     }
+    armWatch(config, env, ctx);
     const target = await activeRedis(config);
     if (!target) return own(refusing(NEEDS_REDIS));
     const broker = new RedisBroker({

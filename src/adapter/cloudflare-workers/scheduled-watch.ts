@@ -30,15 +30,20 @@ function brokerFor(config: Config, url: string, latency: LatencyWindows, metric:
 }
 
 /**
- * One self-heal window on Workers, run by the cron trigger (`scheduled`): a Worker has no background timer
+ * One self-heal window on Workers with pipes on Redis, run by the watch object's alarm (watch-object.ts),
+ * or by the cron trigger (`scheduled`) where the watch object is not bound or does not answer: a Worker has no background timer
  * and no memory between requests, so each run probes the backends for one window, judges the rules with the
  * states the previous run left in Redis, acts (the active backend is stored for requests to read; hooks
  * fire, webhooks only: a Worker cannot run commands) and stores the states again, in both Redis when there
  * is a standby (the primary may be the one that is failing).
  */
-export async function scheduledWatch(config: Config, log: (line: string) => void): Promise<void> {
+export async function scheduledWatch(
+  config: Config,
+  log: (line: string) => void,
+  instance = 'workers-cron',
+): Promise<StoredSelfheal | undefined> {
   const primaryUrl = config.broker.redis;
-  if (!primaryUrl || config.selfheal.rules.length === 0) return;
+  if (!primaryUrl || config.selfheal.rules.length === 0) return undefined;
   const latency = new LatencyWindows();
   const primary = brokerFor(config, primaryUrl, latency, 'redis');
   const standby = config.broker.standby
@@ -57,7 +62,7 @@ export async function scheduledWatch(config: Config, log: (line: string) => void
     const watcher = new Watcher({
       config: config.selfheal,
       windows: latency,
-      instance: 'workers-cron',
+      instance,
       clock: systemClock,
       probes: [],
       ...(standby && { backend }),
@@ -76,6 +81,7 @@ export async function scheduledWatch(config: Config, log: (line: string) => void
     await Promise.allSettled(
       brokers.map((broker) => broker.saveValue(SELFHEAL_STATE, JSON.stringify(state))),
     );
+    return state;
   } finally {
     await Promise.allSettled(brokers.map((broker) => broker.close()));
   }

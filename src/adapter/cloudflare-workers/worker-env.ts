@@ -10,6 +10,17 @@ export interface DurableObjectNamespace {
   get(id: DurableObjectId): { fetch(request: Request): Promise<Response> };
 }
 
+/** What a Durable Object's constructor is given (`state`), as far as used. */
+export interface DurableObjectState {
+  readonly id: { toString(): string };
+  readonly storage: {
+    get<T>(key: string): Promise<T | undefined>;
+    put(key: string, value: unknown): Promise<void>;
+    getAlarm(): Promise<number | null>;
+    setAlarm(time: number): Promise<void>;
+  };
+}
+
 /** The Worker's bindings: vars and secrets from `wrangler.toml` or the dashboard, and the pipes' objects. */
 export interface Env {
   /** `redis://` or `rediss://` URL (a secret: it may hold a password). */
@@ -25,6 +36,8 @@ export interface Env {
   readonly EDGEPIPE_ADMIN_TOKEN?: string;
   /** One Durable Object per pipe path (`PipeObject`); absent where wrangler.toml does not bind it. */
   readonly PIPES?: DurableObjectNamespace;
+  /** The singleton self-heal object (`WatchObject`, `idFromName('selfheal')`); absent where not bound. */
+  readonly WATCH?: DurableObjectNamespace;
 }
 
 /** The config object of `EDGEPIPE_CONFIG`; a Worker has no files, so a path is refused with the reason. */
@@ -51,7 +64,7 @@ const parsed = new WeakMap<Env, Config>();
 export function configOf(env: Env): Config {
   let config = parsed.get(env);
   if (!config) {
-    const { EDGEPIPE_CONFIG: _config, PIPES: _pipes, ...strings } = env;
+    const { EDGEPIPE_CONFIG: _config, PIPES: _pipes, WATCH: _watch, ...strings } = env;
     config = configFromSources(configObject(env.EDGEPIPE_CONFIG), strings);
     parsed.set(env, config);
   }

@@ -1,10 +1,10 @@
+import { type Clock, systemClock } from '../../clock.js';
 import type { LatencySink } from '../../selfheal/latency-windows.js';
 import {
   BrokerClosedError,
   CapacityError,
   PipeBusyError,
   ReceiverCountMismatchError,
-  ReceiversGoneError,
   ResumeUnsupportedError,
   SenderAbortedError,
 } from '../errors.js';
@@ -21,6 +21,7 @@ import type {
   SenderSession,
 } from '../types.js';
 import { ChunkWindow } from './chunk-window.js';
+import { pumpWholeBody } from './whole-body-pump.js';
 
 export interface MemoryBrokerOptions {
   /** Bytes one pipe holds for its slowest receiver before the sender waits. */
@@ -29,8 +30,13 @@ export interface MemoryBrokerOptions {
   readonly maxPipes: number;
   /** Parties waiting for their peers at once. */
   readonly maxWaiting: number;
-  /** Where chunk latencies go (`chunk`, and `ttfb` for each receiver's first chunk). */
+  /**
+   * Where chunk latencies go (`chunk`, and `ttfb` for each receiver's first chunk; for a body handed over
+   * whole, `ttfb` is the set-up: from the last party's arrival to the receiver getting the body).
+   */
   readonly latency?: LatencySink;
+  /** Times the idle timeout of a body handed over whole (`startStream`); the system clock by default. */
+  readonly clock?: Clock;
   /**
    * Makes the stream a body handed over whole passes through (`SenderSession.startStream`, offered only
    * with this option): where one request may stream another's body (a Durable Object), a native pass-through
@@ -91,6 +97,8 @@ interface MemoryPipe {
   sender: SenderSlot | undefined;
   readonly receiverSlots: Set<ReceiverSlot>;
   established: boolean;
+  /** `performance.now()` when the last party arrived. */
+  establishedAt: number;
   window: ChunkWindow | undefined;
   readonly allPresent: Deferred<void>;
   readonly started: Deferred<PipeMeta>;
@@ -183,6 +191,7 @@ export class MemoryBroker implements Broker {
       sender: undefined,
       receiverSlots: new Set(),
       established: false,
+      establishedAt: 0,
       window: undefined,
       allPresent: deferred<void>(),
       started: deferred<PipeMeta>(),
@@ -194,6 +203,7 @@ export class MemoryBroker implements Broker {
   private establishIfComplete(pipe: MemoryPipe): void {
     if (!pipe.sender || pipe.receiverSlots.size !== pipe.receivers) return;
     pipe.established = true;
+    pipe.establishedAt = performance.now();
     this.waitingParties -= 1 + pipe.receivers;
     const latency = this.options.latency;
     pipe.window = new ChunkWindow(
@@ -243,10 +253,15 @@ export class MemoryBroker implements Broker {
         pipe.started.resolve(meta);
       },
       ...(this.options.passThrough && {
-        startStream: (meta: PipeMeta, body: ReadableStream<Uint8Array>, length: number | undefined) => {
+        startStream: (
+          meta: PipeMeta,
+          body: ReadableStream<Uint8Array>,
+          length: number | undefined,
+          idleMs = 0,
+        ) => {
           if (started) return Promise.reject(new Error('the transfer has started already'));
           started = true;
-          return this.startStream(pipe, meta, body, length);
+          return this.startStream(pipe, meta, body, length, idleMs);
         },
       }),
       write: (chunk) => window().write(chunk),
@@ -274,20 +289,21 @@ export class MemoryBroker implements Broker {
     meta: PipeMeta,
     body: ReadableStream<Uint8Array>,
     length: number | undefined,
+    idleMs: number,
   ): Promise<void> {
     if (!pipe.established || pipe.receivers !== 1) {
       throw new Error('startStream() before all receivers are present, or with n > 1');
     }
     const pass = this.options.passThrough!(length);
     pipe.started.resolve({ ...meta, body: pass.readable });
+    this.options.latency?.record('ttfb', performance.now() - pipe.establishedAt);
     try {
-      await body.pipeTo(pass.writable);
-    } catch {
-      // Either side failed, and under workerd the two look alike from here (tried: the body's state after
-      // the pipe, the pass-through's writer after a pipe that did not abort it, which then left a declared
-      // length's receiver waiting). A sender whose body failed has gone and reads no transcript, so the one
-      // told is the sender whose receiver left.
-      throw new ReceiversGoneError();
+      // Either side failing rejects with ReceiversGoneError: under workerd the two look alike from a pipeTo
+      // (tried: the body's state after the pipe, the pass-through's writer after a pipe that did not abort
+      // it, which then left a declared length's receiver waiting). A sender whose body failed has gone and
+      // reads no transcript, so the one told is the sender whose receiver left; a stalled sender is told
+      // it was idle (ClientIdleError).
+      await pumpWholeBody(body, pass.writable, this.options.clock ?? systemClock, idleMs);
     } finally {
       this.forget(pipe);
     }

@@ -1,0 +1,106 @@
+import { ClientIdleError } from '../../byte-source-guards.js';
+import type { Clock } from '../../clock.js';
+import { ReceiversGoneError } from '../errors.js';
+
+/**
+ * Moves a body handed over whole (`SenderSession.startStream`) into its pass-through. Without an idle timeout
+ * it is one native `pipeTo` (no JS per chunk). With one, a read loop that notes when each read started: the
+ * sender is idle when a read has waited `idleMs` (waiting on the write, i.e. on the receiver, is not the
+ * sender's idleness, as in `limitedUpload`). A pipeTo cannot be watched, since no JS sees its chunks.
+ *
+ * Settles when the body is through; rejects with `ClientIdleError` (both sides cut: the receiver's stream is
+ * aborted with it, the body cancelled) or `ReceiversGoneError` when either side failed (see `startStream`).
+ */
+export async function pumpWholeBody(
+  body: ReadableStream<Uint8Array>,
+  writable: WritableStream<Uint8Array>,
+  clock: Clock,
+  idleMs: number,
+): Promise<void> {
+  if (idleMs <= 0) {
+    try {
+      await body.pipeTo(writable);
+      return;
+    } catch {
+      throw new ReceiversGoneError();
+    }
+  }
+  const reader = chunkReader(body);
+  const writer = writable.getWriter();
+  let readingSince: number | undefined;
+  let idle: ClientIdleError | undefined;
+  let cancelTimer: () => void = () => {};
+  // One timer for the whole body, re-armed for the latest read's due time (a read is a 2-4 KB chunk).
+  const watch = (due: number) => {
+    cancelTimer = clock.setTimeout(
+      () => {
+        if (readingSince === undefined) return watch(clock.now() + idleMs);
+        const dueNow = readingSince + idleMs;
+        if (clock.now() < dueNow) return watch(dueNow);
+        idle = new ClientIdleError(`The upload sent nothing for ${Math.round(idleMs / 1000)} s.`);
+        writer.abort(idle).catch(() => {});
+        reader.cancel().catch(() => {});
+      },
+      Math.max(0, due - clock.now()),
+    );
+  };
+  watch(clock.now() + idleMs);
+  try {
+    for (;;) {
+      readingSince = clock.now();
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch {
+        if (idle) throw idle;
+        // The sender's body failed: the receiver's stream fails with it.
+        writer.abort(new Error('The sender aborted the upload.')).catch(() => {});
+        throw new ReceiversGoneError();
+      }
+      readingSince = undefined;
+      if (idle) throw idle;
+      if (chunk.done) break;
+      try {
+        await writer.write(chunk.value);
+      } catch {
+        if (idle) throw idle;
+        reader.cancel().catch(() => {});
+        throw new ReceiversGoneError();
+      }
+    }
+    try {
+      await writer.close();
+    } catch {
+      throw new ReceiversGoneError();
+    }
+  } finally {
+    cancelTimer();
+  }
+}
+
+/** Bytes a read may take at once where the body is a byte stream (workerd's request bodies are). */
+const READ_BYTES = 64 * 1024;
+
+/**
+ * Reads of up to `READ_BYTES`: a BYOB read takes whatever has arrived, so there are fewer reads (and JS turns)
+ * per MiB than the 2 to 4 KB chunks a default reader gives under workerd; a plain stream is read as it is.
+ */
+function chunkReader(body: ReadableStream<Uint8Array>): {
+  read(): Promise<ReadableStreamReadResult<Uint8Array>>;
+  cancel(): Promise<void>;
+} {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = body.getReader({ mode: 'byob' });
+  } catch {
+    return body.getReader();
+  }
+  const reader = byob;
+  return {
+    read: async () => {
+      const result = await reader.read(new Uint8Array(READ_BYTES));
+      return result.done ? { done: true, value: undefined } : { done: false, value: result.value };
+    },
+    cancel: () => reader.cancel(),
+  };
+}
