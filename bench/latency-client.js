@@ -2,6 +2,8 @@
 // `count` sequential 1 KiB transfers through `<base>`, receiver first, each timed from the receiver's
 // request to its last byte. Prints the samples (ms) as one JSON array.
 //   node bench/latency-client.js <recv base URL> <send base URL> <path prefix> <count>
+// With the prefix `--echo`, each sample is one PUT of 1 KiB that comes back as its own answer (the echo
+// Worker): the least a request through workerd costs, the floor under the Durable Object rows.
 import { Agent, request } from 'node:http';
 
 const [recvBase, sendBase, prefix, countText] = process.argv.slice(2);
@@ -40,8 +42,28 @@ function put(url) {
   });
 }
 
+function echo(url) {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent, method: 'PUT', headers: { 'Content-Length': body.length } }, (res) => {
+      let bytes = 0;
+      res.on('data', (chunk) => {
+        bytes += chunk.length;
+      });
+      res.on('end', () => (bytes === body.length ? resolve() : reject(new Error(`echo: ${bytes} B`))));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 const samples = [];
-for (let i = 0; i < count; i++) {
+for (let i = 0; prefix === '--echo' && i < count; i++) {
+  const started = performance.now();
+  await echo(`${recvBase}/echo-${i}`);
+  samples.push(performance.now() - started);
+}
+for (let i = 0; prefix !== '--echo' && i < count; i++) {
   const path = `${prefix}-${i}`;
   const started = performance.now();
   const received = get(`${recvBase}/${path}`);
