@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { CapacityError } from '../src/broker/errors.js';
-import { MAX_GROUPS, MAX_KEYS_PER_TOPIC, MemoryTopics } from '../src/broker/memory/memory-topics.js';
+import {
+  MAX_GROUPS,
+  MAX_KEYS_PER_TOPIC,
+  MAX_WAITERS,
+  MemoryTopics,
+} from '../src/broker/memory/memory-topics.js';
 import type { TopicStoreOptions } from '../src/broker/topic-types.js';
 import { runTopicTests } from './topic-contract.js';
 
@@ -33,5 +38,15 @@ describe('memory topics: bounds of its own maps', () => {
     expect(
       (await store.append({ topic: 't/a', records: [x], idempotencyKey: `k${MAX_KEYS_PER_TOPIC}` })).replay,
     ).toBe(true);
+  });
+
+  it('refuses a waiting read past MAX_WAITERS (429), and ends every wait at close', async () => {
+    const store = new MemoryTopics(OPTIONS);
+    const read = (consumer: string) =>
+      store.read({ topic: 't/a', group: 'g', consumer, count: 1, waitMs: 60_000, start: 'earliest' });
+    const waiting = Array.from({ length: MAX_WAITERS }, (_, i) => read(`c${i}`));
+    await expect(read('one-more')).rejects.toMatchObject({ limit: 'waiting' });
+    await store.close();
+    expect((await Promise.all(waiting)).every((records) => records.length === 0)).toBe(true);
   });
 });
