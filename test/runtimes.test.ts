@@ -207,6 +207,7 @@ describe('workers on Durable Objects (no Redis)', () => {
     joinsRepeatedHeaders: true,
     seesIdleDisconnect: false,
     seesLeaveOfOneOfMany: false,
+    topics: false,
   });
 
   it('signed URLs: the object checks them (Web Crypto on workerd) and moves the bytes', async () => {

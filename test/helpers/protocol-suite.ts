@@ -46,6 +46,11 @@ export interface ProtocolSuiteOptions {
    * Defaults to true.
    */
   readonly seesLeaveOfOneOfMany?: boolean;
+  /**
+   * Whether the runtime's backend keeps topics. False on Workers with pipes in Durable Objects and no Redis:
+   * there topics answer 503 with the reason. Defaults to true.
+   */
+  readonly topics?: boolean;
 }
 
 /** Writes a raw HTTP/1.1 request (no client would send a dotted target) and returns status and body. */
@@ -431,6 +436,71 @@ export function runProtocolSuite(
         const sent = await rawRequest(baseUrl(), 'PUT', `${p}/x/%2e%2e/y/../resolved`, 'resolved');
         expect(sent.status).toBe(200);
         expect(await (await receiving).text()).toBe('resolved');
+      });
+    }
+
+    // Topics (docs/topic-protocol.md) on this runtime: gzip through its DecompressionStream, a long-poll
+    // and a follow stream through its streaming responses.
+    const topic = `suite-${p.slice(2)}/device-1`;
+    const topicUrl = () => `${baseUrl()}/_/topics/${topic}`;
+    if (options.topics === false) {
+      it('topics need a Redis here: 503 with the reason', async () => {
+        const answer = await fetch(topicUrl(), { method: 'POST', body: 'a\n' });
+        expect(answer.status).toBe(503);
+        expect(await answer.text()).toMatch(/^\[ERROR\] .*Redis/);
+      });
+    } else {
+      it('topics: a gzip batch once despite a retry, read by a group in order, acknowledged, HEAD counts', async () => {
+        const batch = new Uint8Array(
+          await new Response(
+            new Blob(['t=1\nt=2\nt=3\n']).stream().pipeThrough(new CompressionStream('gzip')),
+          ).arrayBuffer(),
+        );
+        const post = () =>
+          fetch(topicUrl(), {
+            method: 'POST',
+            body: batch,
+            headers: { 'Content-Encoding': 'gzip', 'Idempotency-Key': 'device-1:1' },
+          });
+        const first = await post();
+        expect(first.status).toBe(201);
+        const stored = (await first.json()) as { count: number; first: string; replay: boolean };
+        expect(stored).toMatchObject({ count: 3, replay: false });
+        const again = await post();
+        expect(again.status).toBe(200);
+        expect(await again.json()).toMatchObject({ count: 3, first: stored.first, replay: true });
+
+        const read = await fetch(`${topicUrl()}?group=g&consumer=c1&wait=0`);
+        expect(read.status).toBe(200);
+        const records = (await read.text())
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => JSON.parse(line) as { id: string; data: string });
+        expect(records.map((r) => r.data)).toEqual(['t=1', 't=2', 't=3']);
+        const acked = await fetch(`${topicUrl()}:ack?group=g`, {
+          method: 'POST',
+          body: records.map((r) => r.id).join('\n'),
+        });
+        expect(await acked.json()).toEqual({ acked: 3 });
+        expect(await (await fetch(`${topicUrl()}?group=g&consumer=c1&wait=0`)).text()).toBe('');
+        const head = await fetch(topicUrl(), { method: 'HEAD' });
+        expect(head.headers.get('topic-records')).toBe('3');
+      });
+
+      it('topics: a follow stream delivers a record appended after it connected', async () => {
+        const followed = await fetch(`${topicUrl()}-follow?group=g&consumer=c1&follow=1`);
+        expect(followed.status).toBe(200);
+        const reader = followed.body!.pipeThrough(new TextDecoderStream()).getReader();
+        await fetch(`${topicUrl()}-follow`, { method: 'POST', body: 'late\n' });
+        let text = '';
+        const deadline = Date.now() + 10_000;
+        while (!text.includes('"late"') && Date.now() < deadline) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += value;
+        }
+        await reader.cancel();
+        expect(text).toContain('"data":"late"');
       });
     }
 
