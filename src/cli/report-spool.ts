@@ -168,6 +168,7 @@ export class ReportSpool implements BatchQueue {
 
   /** Drops the oldest batches not in flight until `size` more bytes fit (or nothing more can go). */
   private makeRoom(size: number): void {
+    const before = this.state.dropped;
     while (this.bytes + size > this.options.maxBytes) {
       const at = this.batches.findIndex((b) => b.key !== this.inFlight);
       if (at === -1) return;
@@ -179,11 +180,16 @@ export class ReportSpool implements BatchQueue {
         `edgepipe: spool full (${this.options.maxBytes} bytes): dropped batch ${gone!.key} (${gone!.records} records); ${this.state.dropped} dropped so far`,
       );
     }
+    if (this.state.dropped !== before) this.writeState();
   }
 
   /** Reserves the next block of sequences in the state file, durably, before any of them is used. */
   private reserve(): void {
     this.state = { ...this.state, reserved: this.nextSeq + RESERVE_BLOCK };
+    this.writeState();
+  }
+
+  private writeState(): void {
     const path = join(this.options.dir, STATE_FILE);
     writeDurably(path, [new TextEncoder().encode(`${JSON.stringify(this.state)}\n`)]);
     syncDir(this.options.dir);
