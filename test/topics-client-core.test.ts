@@ -211,7 +211,7 @@ describe('topic URLs and gzip', () => {
     expect(packed!.byteLength).toBeLessThan(many.byteLength / 4);
     const back = new Uint8Array(
       await new Response(
-        new Blob([packed!]).stream().pipeThrough(new DecompressionStream('gzip')),
+        new Blob([packed! as BlobPart]).stream().pipeThrough(new DecompressionStream('gzip')),
       ).arrayBuffer(),
     );
     expect(back).toEqual(many);
