@@ -12,8 +12,8 @@ import {
   LineDecoder,
   RecordDecoder,
 } from '../src/client/topics/record-framing.js';
-import { ackUrl, topicUrl } from '../src/client/topics/topic-url.js';
-import { isTopicName, isTopicSelector } from '../src/protocol/topic-layout.js';
+import { ackUrl, isTopicSelector, topicUrl } from '../src/client/topics/topic-url.js';
+import { isTopicName } from '../src/protocol/topic-layout.js';
 import { ManualClock } from './helpers/manual-clock.js';
 
 const text = (s: string) => new TextEncoder().encode(s);

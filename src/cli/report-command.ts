@@ -47,9 +47,15 @@ export interface ReportFlags extends KeyFlags {
 }
 
 const DEFAULT_BATCH_BYTES = 256 * 1024;
+/**
+ * A sealed batch is one record, and the server's default `topics.maxRecordBytes` is 64 KiB: the default
+ * batch leaves room for the sealing's header, tags and end marker.
+ */
+const DEFAULT_SEALED_BATCH_BYTES = 48 * 1024;
 const DEFAULT_BATCH_MS = 1000;
 const DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024;
-const DEFAULT_MAX_RECORD = 1024 * 1024;
+/** The server's default `topics.maxRecordBytes`. */
+const DEFAULT_MAX_RECORD = 64 * 1024;
 /** One request, answer included; a batch is small, so this is generous. */
 const REQUEST_TIMEOUT_MS = 30_000;
 const DEVICE_ID = /^[A-Za-z0-9._~-]{1,64}$/;
@@ -63,7 +69,7 @@ export function addReportCommand(program: Command, io: TransferIo): void {
     )
     .argument('<topic>', 'the topic: a name on --server (fleet/device-17) or a full URL');
   addConnectionOptions(command)
-    .option('--batch-bytes <size>', 'close a batch before it passes this size (256KiB)')
+    .option('--batch-bytes <size>', 'close a batch before it passes this size (256KiB; sealed: 48KiB)')
     .option('--batch-ms <duration>', 'close a batch this long after its first record (1000; ms, or 2s)')
     .option('--binary', 'records are length-prefixed (4-byte big-endian length), not lines')
     .option('--follow <file>', 'read records appended to this file (tail -F), not stdin')
@@ -74,7 +80,10 @@ export function addReportCommand(program: Command, io: TransferIo): void {
     )
     .option('--device <id>', "this device's id in idempotency keys (default: the spool's, else random)")
     .option('--no-gzip', 'send batches uncompressed')
-    .option('--max-record <size>', 'longest record; longer lines are skipped with a warning (1MiB)')
+    .option(
+      '--max-record <size>',
+      'longest record; longer lines are skipped with a warning (64KiB, the server default)',
+    )
     .option('-q, --quiet', 'no notices (errors still go to stderr)');
   addKeyOptions(addRetryOptions(command, '0')).action(async (topic: string, flags: ReportFlags) => {
     await io.run(() => runReport(topic, flags, io));
@@ -84,7 +93,12 @@ export function addReportCommand(program: Command, io: TransferIo): void {
 async function runReport(topic: string, flags: ReportFlags, io: TransferIo): Promise<void> {
   const url = topicUrl(topic, flags.server);
   if (url.pathname.endsWith('/*')) throw new UsageError('report appends to one topic, not a namespace');
-  const batchBytes = sizeBytes(flags.batchBytes, DEFAULT_BATCH_BYTES, '--batch-bytes');
+  const sealed = Boolean(flags.passphrase || flags.keyFile);
+  const batchBytes = sizeBytes(
+    flags.batchBytes,
+    sealed ? DEFAULT_SEALED_BATCH_BYTES : DEFAULT_BATCH_BYTES,
+    '--batch-bytes',
+  );
   const batchMs = /^\d+$/.test(flags.batchMs ?? '')
     ? Number(flags.batchMs)
     : durationMs(flags.batchMs, DEFAULT_BATCH_MS, '--batch-ms');

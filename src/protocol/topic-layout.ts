@@ -1,46 +1,35 @@
 /**
- * The topic protocol's names, shared by the routes and the client (docs/topic-protocol.md): where topics
- * live, what a name may be, the headers, content types and query parameters of each request.
+ * The topic protocol's constants and names (docs/topic-protocol.md), shared by the server's routes and the
+ * client, so both read one definition. Web standards only.
  */
 
-/** Every topic's path starts here; no pipe may (pipes never start with `/_/`). */
-export const TOPICS_PATH = '/_/topics/';
+/** Where every topic lives; no pipe can use it (pipes may not start with `/_/`). */
+export const TOPICS_PREFIX = '/_/topics/';
 
 /** One segment of a topic name: 1 to 64 of `A-Z a-z 0-9 . _ ~ -`, not `.` or `..` (checked apart). */
 export const TOPIC_SEGMENT = /^[A-Za-z0-9._~-]{1,64}$/;
-/** Segments a topic name has at most. */
+/** A topic name has at most this many segments. */
 export const MAX_TOPIC_SEGMENTS = 8;
-/** Characters a whole topic name has at most. */
-export const MAX_TOPIC_NAME = 200;
-/** What a namespace read ends with: `fleet/*` reads every topic below `fleet/`. */
-export const NAMESPACE_WILDCARD = '/*';
-/** The action suffix of an acknowledgement: `POST /_/topics/<name>:ack`. */
-export const ACK_SUFFIX = ':ack';
+/** A topic name has at most this many characters. */
+export const MAX_TOPIC_NAME_CHARS = 200;
 
-/** The header that makes an append idempotent; the client sends `<device-id>:<batch-sequence>`. */
+/** A group or consumer name: the characters of a segment. */
+export const TOPIC_MEMBER_NAME = TOPIC_SEGMENT;
+
+/** Batch framings of an append (`Content-Type`); text/plain and anything unnamed read as NDJSON. */
+export const NDJSON_TYPE = 'application/x-ndjson';
+export const RECORDS_TYPE = 'application/vnd.edgepipe.records';
+export const EVENT_STREAM_TYPE = 'text/event-stream';
+
+/** Bytes of the big-endian length before each record of the binary framing. */
+export const RECORD_LENGTH_BYTES = 4;
+
 export const IDEMPOTENCY_KEY_HEADER = 'Idempotency-Key';
-/** An idempotency key: 1 to 200 visible ASCII characters. */
+/** 1 to 200 visible ASCII characters. */
 export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
-/** A batch of length-prefixed records: each a 4-byte big-endian length, then that many bytes. */
-export const RECORDS_CONTENT_TYPE = 'application/vnd.edgepipe.records';
-/** A batch (append) or an answer (read) of one record per line. */
-export const NDJSON_CONTENT_TYPE = 'application/x-ndjson';
-/** Bytes of a record's length prefix. */
-export const RECORD_PREFIX_BYTES = 4;
-
-/** The query parameters of a read (and `group` of an ack). */
-export const READ_PARAMS = {
-  group: 'group',
-  consumer: 'consumer',
-  count: 'count',
-  wait: 'wait',
-  start: 'start',
-  follow: 'follow',
-} as const;
-
-/** The headers of `HEAD /_/topics/<name>`. */
-export const TOPIC_STATUS_HEADERS = {
+/** Headers of `HEAD /_/topics/<name>`. */
+export const TOPIC_HEADERS = {
   records: 'Topic-Records',
   bytes: 'Topic-Bytes',
   firstId: 'Topic-First-Id',
@@ -51,19 +40,58 @@ export const TOPIC_STATUS_HEADERS = {
   dropped: 'Topic-Dropped',
 } as const;
 
-/** Whether `name` is a topic name (not a namespace read). */
+/** Read parameters and their bounds. */
+export const READ_DEFAULTS = { count: 100, maxCount: 1000, waitMs: 20_000 } as const;
+
+/** A follow stream writes an empty line (SSE: a comment) this often, so proxies keep it open. */
+export const HEARTBEAT_MS = 15_000;
+
+/** The action suffix of an acknowledgement: `POST /_/topics/<name>:ack`. */
+export const ACK_ACTION = 'ack';
+
+/** The wildcard of a namespace read: `<prefix>/*`. */
+export const NAMESPACE_WILDCARD = '/*';
+
+/** Whether `name` is a topic name (segments, lengths, no `.`/`..`). */
 export function isTopicName(name: string): boolean {
-  if (name.length === 0 || name.length > MAX_TOPIC_NAME) return false;
+  if (name.length === 0 || name.length > MAX_TOPIC_NAME_CHARS) return false;
   const segments = name.split('/');
-  return (
-    segments.length <= MAX_TOPIC_SEGMENTS &&
-    segments.every((s) => TOPIC_SEGMENT.test(s) && s !== '.' && s !== '..')
-  );
+  if (segments.length > MAX_TOPIC_SEGMENTS) return false;
+  return segments.every((segment) => TOPIC_SEGMENT.test(segment) && segment !== '.' && segment !== '..');
 }
 
-/** Whether `selector` is a topic name or `<prefix>/*` (what a read may name). */
-export function isTopicSelector(selector: string): boolean {
-  return selector.endsWith(NAMESPACE_WILDCARD)
-    ? isTopicName(selector.slice(0, -NAMESPACE_WILDCARD.length))
-    : isTopicName(selector);
+/** The namespace of a topic or prefix: its first segment. */
+export function namespaceOf(name: string): string {
+  const slash = name.indexOf('/');
+  return slash === -1 ? name : name.slice(0, slash);
+}
+
+/** Whether `topic` is below `prefix` (segment-wise: `fleet` holds `fleet/a`, not `fleetx/a` nor itself). */
+export function isBelow(topic: string, prefix: string): boolean {
+  return topic.startsWith(`${prefix}/`);
+}
+
+/** The URL path of a topic or of a namespace read (`<prefix>/*`), with an optional action. */
+export function topicPath(name: string, action?: string): string {
+  return `${TOPICS_PREFIX}${name}${action ? `:${action}` : ''}`;
+}
+
+/** One record as a consumer reads it (one NDJSON line, or an SSE event's data). */
+export interface TopicRecordLine {
+  readonly topic: string;
+  readonly id: string;
+  /** The record as text when it is valid UTF-8. */
+  readonly data?: string;
+  /** Otherwise the record in base64. */
+  readonly data64?: string;
+  readonly deliveries: number;
+}
+
+/** What an append answers (JSON). */
+export interface AppendAnswer {
+  readonly topic: string;
+  readonly count: number;
+  readonly first: string;
+  readonly last: string;
+  readonly replay: boolean;
 }

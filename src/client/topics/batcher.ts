@@ -1,5 +1,5 @@
 import type { Clock } from '../../clock.js';
-import { RECORD_PREFIX_BYTES } from '../../protocol/topic-layout.js';
+import { RECORD_LENGTH_BYTES } from '../../protocol/topic-layout.js';
 
 /** Options of a `RecordBatcher`. */
 export interface BatcherOptions {
@@ -32,7 +32,7 @@ export class RecordBatcher {
   /** Adds one record; resolves when there is room for the next. */
   async add(record: Uint8Array): Promise<void> {
     if (this.failure) throw this.failure.error;
-    const size = RECORD_PREFIX_BYTES + record.byteLength;
+    const size = RECORD_LENGTH_BYTES + record.byteLength;
     if (this.records.length > 0 && this.bytes + size > this.options.maxBytes) await this.flush();
     this.records.push(record);
     this.bytes += size;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NAMESPACE_WILDCARD, NDJSON_CONTENT_TYPE, READ_PARAMS } from '../../protocol/topic-layout.js';
+import { NAMESPACE_WILDCARD, NDJSON_TYPE } from '../../protocol/topic-layout.js';
 import { GaveUpError, IntegrityError, RefusedError } from '../errors.js';
 import { type ChunkCipherFactory, FormatError, type KeySource } from '../format/index.js';
 import { reasonOf } from '../http-reason.js';
@@ -100,11 +100,11 @@ export async function consume(options: ConsumeOptions): Promise<ConsumeResult> {
 /** The read URL with its parameters. */
 function readUrl(options: ConsumeOptions): URL {
   const url = new URL(options.url);
-  url.searchParams.set(READ_PARAMS.group, options.group);
-  url.searchParams.set(READ_PARAMS.consumer, options.consumer);
-  url.searchParams.set(READ_PARAMS.count, String(options.count));
-  url.searchParams.set(READ_PARAMS.wait, String(Math.round(options.waitMs)));
-  if (options.start) url.searchParams.set(READ_PARAMS.start, options.start);
+  url.searchParams.set('group', options.group);
+  url.searchParams.set('consumer', options.consumer);
+  url.searchParams.set('count', String(options.count));
+  url.searchParams.set('wait', String(Math.round(options.waitMs)));
+  if (options.start) url.searchParams.set('start', options.start);
   return url;
 }
 
@@ -113,7 +113,7 @@ async function read(options: ConsumeOptions): Promise<ConsumedRecord[]> {
     readUrl(options),
     {
       method: 'GET',
-      headers: [...options.headers, ['Accept', NDJSON_CONTENT_TYPE]] as Array<[string, string]>,
+      headers: [...options.headers, ['Accept', NDJSON_TYPE]] as Array<[string, string]>,
     },
     {
       ...options,

@@ -1,4 +1,4 @@
-import { IDEMPOTENCY_KEY_HEADER, RECORDS_CONTENT_TYPE } from '../../protocol/topic-layout.js';
+import { IDEMPOTENCY_KEY_HEADER, RECORDS_TYPE } from '../../protocol/topic-layout.js';
 import { GaveUpError, RefusedError } from '../errors.js';
 import { reasonOf } from '../http-reason.js';
 import { describe } from '../network-error.js';
@@ -67,7 +67,7 @@ export async function publishBatch(
   const compressed = gzip ? await gzipped(batch.body) : undefined;
   const headers: Array<readonly [string, string]> = [
     ...options.headers,
-    ['Content-Type', RECORDS_CONTENT_TYPE],
+    ['Content-Type', RECORDS_TYPE],
     [IDEMPOTENCY_KEY_HEADER, batch.key],
   ];
   if (compressed) headers.push(['Content-Encoding', 'gzip']);

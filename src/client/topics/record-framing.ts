@@ -1,4 +1,4 @@
-import { RECORD_PREFIX_BYTES } from '../../protocol/topic-layout.js';
+import { RECORD_LENGTH_BYTES } from '../../protocol/topic-layout.js';
 
 // The length-prefixed framing of a batch (docs/topic-protocol.md, "Appending"): each record a 4-byte
 // big-endian length, then that many bytes. The same framing carries binary records on stdin and stdout
@@ -18,7 +18,7 @@ export class FramingError extends Error {
 /** Bytes `records` take framed. */
 export function framedSize(records: readonly Uint8Array[]): number {
   let size = 0;
-  for (const record of records) size += RECORD_PREFIX_BYTES + record.byteLength;
+  for (const record of records) size += RECORD_LENGTH_BYTES + record.byteLength;
   return size;
 }
 
@@ -29,8 +29,8 @@ export function encodeRecords(records: readonly Uint8Array[]): Uint8Array {
   let at = 0;
   for (const record of records) {
     view.setUint32(at, record.byteLength);
-    out.set(record, at + RECORD_PREFIX_BYTES);
-    at += RECORD_PREFIX_BYTES + record.byteLength;
+    out.set(record, at + RECORD_LENGTH_BYTES);
+    at += RECORD_LENGTH_BYTES + record.byteLength;
   }
   return out;
 }
@@ -48,7 +48,7 @@ export function decodeRecords(body: Uint8Array, maxRecordBytes = Number.MAX_SAFE
  * one prefix: a length above `maxRecordBytes` fails at once, before anything is buffered for it.
  */
 export class RecordDecoder {
-  private readonly prefix = new Uint8Array(RECORD_PREFIX_BYTES);
+  private readonly prefix = new Uint8Array(RECORD_LENGTH_BYTES);
   private prefixLength = 0;
   private record: Uint8Array | undefined;
   private recordLength = 0;
@@ -61,11 +61,11 @@ export class RecordDecoder {
     let at = 0;
     while (at < piece.byteLength) {
       if (!this.record) {
-        const take = Math.min(RECORD_PREFIX_BYTES - this.prefixLength, piece.byteLength - at);
+        const take = Math.min(RECORD_LENGTH_BYTES - this.prefixLength, piece.byteLength - at);
         this.prefix.set(piece.subarray(at, at + take), this.prefixLength);
         this.prefixLength += take;
         at += take;
-        if (this.prefixLength < RECORD_PREFIX_BYTES) break;
+        if (this.prefixLength < RECORD_LENGTH_BYTES) break;
         const length = new DataView(this.prefix.buffer).getUint32(0);
         if (length > this.maxRecordBytes) {
           throw new FramingError(

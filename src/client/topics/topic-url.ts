@@ -1,4 +1,4 @@
-import { ACK_SUFFIX, isTopicSelector, TOPICS_PATH } from '../../protocol/topic-layout.js';
+import { ACK_ACTION, isTopicName, NAMESPACE_WILDCARD, TOPICS_PREFIX } from '../../protocol/topic-layout.js';
 import { UsageError } from '../errors.js';
 
 /**
@@ -18,13 +18,20 @@ export function topicUrl(topic: string, server: string | undefined): URL {
     );
   }
   const base = new URL(server);
-  return new URL(`${base.pathname.replace(/\/+$/, '')}${TOPICS_PATH}${topic}`, base);
+  return new URL(`${base.pathname.replace(/\/+$/, '')}${TOPICS_PREFIX}${topic}`, base);
+}
+
+/** Whether `selector` is a topic name or `<prefix>/*` (what a read may name). */
+export function isTopicSelector(selector: string): boolean {
+  return isTopicName(
+    selector.endsWith(NAMESPACE_WILDCARD) ? selector.slice(0, -NAMESPACE_WILDCARD.length) : selector,
+  );
 }
 
 /** The acknowledgement URL of a read URL: `:ack` after the path, its query (a signature) kept. */
 export function ackUrl(readUrl: URL, group: string): URL {
   const url = new URL(readUrl);
-  url.pathname = `${url.pathname}${ACK_SUFFIX}`;
+  url.pathname = `${url.pathname}:${ACK_ACTION}`;
   url.searchParams.set('group', group);
   return url;
 }
