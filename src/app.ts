@@ -4,11 +4,13 @@ import { AccessPolicy } from './access/access-policy.js';
 import { TrustedProxies } from './access/client-address.js';
 import { ClientLimits, type ClientSlot } from './access/client-limits.js';
 import { MemoryBroker } from './broker/memory/memory-broker.js';
+import { retentionOf } from './broker/topic-bounds.js';
 import type { Broker } from './broker/types.js';
 import { type ByteSource, sourceOfStream, streamOfSource } from './byte-source.js';
 import { watchedSource } from './byte-source-guards.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
+import { TOPICS_PREFIX } from './protocol/topic-layout.js';
 import { CORS_ORIGIN, preflightHeaders } from './routes/cors.js';
 import type { HeaderValuesReader, RequestBodyReader, RouteDeps } from './routes/deps.js';
 import { guardRequests } from './routes/guard-requests.js';
@@ -17,6 +19,7 @@ import { receiveRoute } from './routes/receive.js';
 import { INTERNAL_PREFIX, isReservedPath } from './routes/reserved-paths.js';
 import { sendRoute } from './routes/send.js';
 import { serverPages } from './routes/server-pages.js';
+import { topicsRoute } from './routes/topics.js';
 import { printableLine } from './routes/transcript.js';
 import { type LatencySink, LatencyWindows } from './selfheal/latency-windows.js';
 import { TrafficCounters } from './selfheal/traffic-counters.js';
@@ -68,6 +71,10 @@ export interface AppDeps {
 }
 
 const ALLOW = 'GET, HEAD, POST, PUT, OPTIONS';
+
+/** Why topics answer 503 where the broker keeps none (Workers with pipes in Durable Objects, no Redis). */
+export const TOPICS_UNAVAILABLE =
+  'Topics need the Redis backend here (broker.redis); this server keeps none.';
 
 /** What a web `Request` tells of a header: its values joined into one. */
 export const joinedHeaderValues: HeaderValuesReader = (request, _env, name) => {
@@ -141,6 +148,16 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
     }),
   );
   app.options('*', (c) => c.body(null, 200, Object.fromEntries(preflightHeaders(c.req.raw))));
+  // Topics first: /_/ is closed to pipes, and the server's pages answer 404 below it.
+  const boundsOf = retentionOf(config.topics.retention);
+  const topicStore = routeDeps.broker.openTopics?.({
+    boundsOf,
+    idempotencyWindowMs: config.topics.idempotencyWindowMs,
+    claimAfterMs: config.topics.claimAfterMs,
+    maxTopics: config.topics.maxTopics,
+    clock,
+  });
+  app.all(`${TOPICS_PREFIX}*`, topicsRoute(routeDeps, topicStore, boundsOf, TOPICS_UNAVAILABLE));
   app.route('/', serverPages(routeDeps));
   app.get(`${INTERNAL_PREFIX}*`, () => fail(404, 'No such endpoint.'));
   const send = sendRoute(routeDeps);

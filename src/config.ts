@@ -4,6 +4,35 @@ import { isProxyEntry } from './access/client-address.js';
 import { selfhealSchema } from './selfheal/selfheal-config.js';
 
 const MiB = 1024 * 1024;
+const DAY_MS = 24 * 3600_000;
+
+/** One retention entry: the bounds of every topic whose name is `namespace` or below it. */
+const retentionSchema = z
+  .object({
+    /** A topic name prefix on segment boundaries (`fleet`, `fleet/eu`); `""` matches every topic. */
+    namespace: z
+      .string()
+      .max(200)
+      .regex(/^$|^[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/, 'expected a topic name prefix'),
+    /** Records a topic keeps at most. */
+    maxRecords: z.number().int().min(1).max(100_000_000),
+    /** Bytes of records a topic keeps at most. */
+    maxBytes: z
+      .number()
+      .int()
+      .min(1)
+      .max(64 * 1024 * MiB),
+    /** Records older than this are dropped. */
+    maxAgeMs: z
+      .number()
+      .int()
+      .min(1000)
+      .max(3650 * DAY_MS),
+  })
+  .strict();
+
+/** The bound of every topic no other entry names. */
+const DEFAULT_RETENTION = { namespace: '', maxRecords: 100_000, maxBytes: 64 * MiB, maxAgeMs: 7 * DAY_MS };
 
 /**
  * The one typed configuration of edgepipe. Adapters and the CLI gather it (file, env, flags), validate it
@@ -154,6 +183,49 @@ export const configSchema = z
       .strict()
       .prefault({}),
     selfheal: selfhealSchema.prefault({}),
+    /** Topics (issue 17, docs/topic-protocol.md): records kept for consumer groups. */
+    topics: z
+      .object({
+        /** Largest record, in bytes (413). */
+        maxRecordBytes: z
+          .number()
+          .int()
+          .min(1)
+          .max(16 * MiB)
+          .default(64 * 1024),
+        /** Largest batch, in bytes after decompression (413). */
+        maxBatchBytes: z
+          .number()
+          .int()
+          .min(1)
+          .max(256 * MiB)
+          .default(1 * MiB),
+        /** Most records in one batch (413). */
+        maxBatchRecords: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** How long an `Idempotency-Key` is remembered per topic: a batch sent again within it is not stored. */
+        idempotencyWindowMs: z
+          .number()
+          .int()
+          .min(1000)
+          .max(30 * DAY_MS)
+          .default(DAY_MS),
+        /** A record handed to a consumer that has not acknowledged it for this long goes to another one. */
+        claimAfterMs: z.number().int().min(100).max(DAY_MS).default(30_000),
+        /** Longest long-poll a read may ask for (`wait`). */
+        maxWaitMs: z.number().int().min(0).max(600_000).default(60_000),
+        /** Topics the server keeps at most (Redis: per namespace); a new one past it is refused (507). */
+        maxTopics: z.number().int().min(1).max(10_000_000).default(10_000),
+        /** Retention bounds; the longest matching `namespace` wins; `""` (all topics) is added when absent. */
+        retention: z
+          .array(retentionSchema)
+          .max(1000)
+          .default([DEFAULT_RETENTION])
+          .transform((entries) =>
+            entries.some((entry) => entry.namespace === '') ? entries : [...entries, DEFAULT_RETENTION],
+          ),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .superRefine((config, context) => {

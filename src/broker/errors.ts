@@ -41,11 +41,15 @@ export class ReceiverCountMismatchError extends PipeError {
 export class CapacityError extends PipeError {
   readonly code = 'CAPACITY';
   override name = 'CapacityError';
-  constructor(readonly limit: 'pipes' | 'waiting') {
+  constructor(readonly limit: 'pipes' | 'waiting' | 'topics' | 'groups') {
     super(
       limit === 'pipes'
         ? 'Too many pipes on this server; try again later.'
-        : 'Too many requests waiting on this server; try again later.',
+        : limit === 'waiting'
+          ? 'Too many requests waiting on this server; try again later.'
+          : limit === 'topics'
+            ? 'Too many topics on this server (topics.maxTopics).'
+            : 'Too many consumer groups on this topic.',
     );
   }
 }

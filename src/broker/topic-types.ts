@@ -1,3 +1,5 @@
+import type { Clock } from '../clock.js';
+
 /**
  * The topic contract (issue 17, `docs/topic-protocol.md`). A topic keeps records that producers append
  * while no consumer is present, within retention bounds; consumer groups read them, each record going to
@@ -88,6 +90,11 @@ export interface TopicStoreOptions {
   readonly claimAfterMs: number;
   /** Topics one broker keeps at most (in memory; on Redis, topics in the namespace index). */
   readonly maxTopics: number;
+  /**
+   * Where record ids and ages come from (the system clock when omitted): tests of retention by age and of
+   * claims run on a manual clock, on Redis too (its ids are written as `<ms>-*` from this clock).
+   */
+  readonly clock?: Clock;
 }
 
 /** The topics of a backend; it shares the backend's connections and owns nothing else. */
@@ -102,4 +109,6 @@ export interface TopicStore {
   /** Acknowledges records; answers how many were pending. */
   ack(options: AckOptions): Promise<number>;
   status(topic: string): Promise<TopicStatus>;
+  /** Releases what the store holds of its own (Redis: its blocking connections); waits end empty. */
+  close(): Promise<void>;
 }

@@ -7,6 +7,8 @@
  * one instance and a receiver on another; on Workers one request cannot touch another request's stream).
  */
 
+import type { TopicStore, TopicStoreOptions } from './topic-types.js';
+
 /** Name/value pairs the sender hands to its receivers, in order (the route layer decides which). */
 export type PipeHeaders = ReadonlyArray<readonly [name: string, value: string]>;
 
@@ -182,4 +184,9 @@ export interface Broker {
   /** How a pipe stands, without taking part in it; `undefined` when nobody uses the path. */
   inspect(path: string): Promise<PipeStatus | undefined>;
   stats(): BrokerStats;
+  /**
+   * The backend's topics (issue 17, `topic-types.ts`), sharing its connections; absent where the backend
+   * keeps none (the route then answers 503). The broker's `close` closes the stores it opened.
+   */
+  openTopics?(options: TopicStoreOptions): TopicStore;
 }

@@ -9,7 +9,7 @@ export const CORS_ORIGIN = { 'Access-Control-Allow-Origin': '*' } as const;
  * resumable header says a page can resume (see `RESUMABLE_HEADER`), and the upload headers let a page send
  * its body in pieces and tell the length of a streamed body (see `protocol/upload-headers.ts`).
  */
-const ALLOWED_HEADERS = `Content-Type, Content-Disposition, X-Piping, ${RESUMABLE_HEADER}, ${UPLOAD_COMPLETE_HEADER}, ${UPLOAD_LENGTH_HEADER}`;
+const ALLOWED_HEADERS = `Content-Type, Content-Disposition, X-Piping, ${RESUMABLE_HEADER}, ${UPLOAD_COMPLETE_HEADER}, ${UPLOAD_LENGTH_HEADER}, Idempotency-Key, Content-Encoding, Authorization`;
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, OPTIONS';
 
 /**

@@ -8,6 +8,7 @@ import {
   ResumeUnsupportedError,
   SenderAbortedError,
 } from '../errors.js';
+import type { TopicStore, TopicStoreOptions } from '../topic-types.js';
 import type {
   Broker,
   BrokerStats,
@@ -21,6 +22,7 @@ import type {
   SenderSession,
 } from '../types.js';
 import { ChunkWindow } from './chunk-window.js';
+import { MemoryTopics } from './memory-topics.js';
 
 export interface MemoryBrokerOptions {
   /** Bytes one pipe holds for its slowest receiver before the sender waits. */
@@ -106,8 +108,15 @@ export class MemoryBroker implements Broker {
   private waitingParties = 0;
   private nextReceiverId = 1;
   private closed = false;
+  private topics: MemoryTopics | undefined;
 
   constructor(private readonly options: MemoryBrokerOptions) {}
+
+  /** The broker's one topic store: every app over this broker shares its topics (the first options win). */
+  openTopics(options: TopicStoreOptions): TopicStore {
+    this.topics ??= new MemoryTopics(options);
+    return this.topics;
+  }
 
   async ready(): Promise<void> {}
 
@@ -122,6 +131,7 @@ export class MemoryBroker implements Broker {
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.topics?.close();
     const error = new BrokerClosedError();
     for (const pipe of this.pipes.values()) this.failPipe(pipe, error);
     this.pipes.clear();
