@@ -70,6 +70,9 @@ class BadAnswerError extends Error {}
 export async function consume(options: ConsumeOptions): Promise<ConsumeResult> {
   const { clock } = options;
   const backoff = new Backoff(options.retry, () => clock.now(), options.random);
+  // A handler that keeps failing is not helped by reads that work: its own budget, reset only when it
+  // succeeds, so `--retry-for` ends a consumer whose command always fails.
+  const handling = new Backoff(options.retry, () => clock.now(), options.random);
   let batches = 0;
   let records = 0;
   for (;;) {
@@ -88,9 +91,10 @@ export async function consume(options: ConsumeOptions): Promise<ConsumeResult> {
     }
     const handed = await expand(answer, options);
     if (!(await options.handle(handed))) {
-      await pauseAfter(new Error('the handler failed; the records stay pending'), options, backoff);
+      await pauseAfter(new Error('the handler failed; the records stay pending'), options, handling);
       continue;
     }
+    handling.progressed();
     await ackAll(answer, options, backoff);
     batches += 1;
     records += handed.length;
