@@ -65,7 +65,7 @@ function reporter(i: number, spool: string): EdgepipeProcess {
     '50ms',
     '--retry-cap',
     '500ms',
-    '-q',
+    ...(i === KILLED_REPORTER ? [] : ['-q']),
   ]);
   children.push(p.child);
   return p;
@@ -131,18 +131,24 @@ it('20 devices × 500 records through cuts, a broker restart and a killed report
   ]);
   children.push(consumer.child);
   const reporters = spools.map((spool, i) => reporter(i, spool));
-  // Every device writes its records over about 6 s; the killed one writes its first half at once.
+  // Every device writes its records over about 6 s; the one to be killed writes 100 as the others do.
   const feeding = reporters.map((p, i) =>
-    i === KILLED_REPORTER ? feed(p, i, 0, RECORDS / 2, RECORDS / 2, 0) : feed(p, i, 0, RECORDS, 25, 300),
+    i === KILLED_REPORTER ? feed(p, i, 0, 100, 25, 300) : feed(p, i, 0, RECORDS, 25, 300),
   );
   await sleep(1500);
   broker!.kill();
   await broker!.exited();
-  // While the broker is down the killed reporter's batches are in its spool (written and fsynced before
-  // any send); SIGKILL it there, and start it again on the same spool with the second half.
-  await sleep(500);
-  reporters[KILLED_REPORTER]!.child.kill('SIGKILL');
-  await reporters[KILLED_REPORTER]!.exited();
+  // While the broker is down, the reporter to be killed gets up to half of its records and the end of its
+  // input: once it says the input ended, each of its batches is in its spool (written and fsynced before
+  // any send) and none can have been sent since the broker went. SIGKILL it there, and start it again on
+  // the same spool with the second half.
+  const killed = reporters[KILLED_REPORTER]!;
+  await feeding[KILLED_REPORTER];
+  await feed(killed, KILLED_REPORTER, 100, RECORDS / 2, 150, 0);
+  killed.child.stdin!.end();
+  await until(() => /the input ended/.test(killed.stderr()), 20_000, 'the reporter to queue its input');
+  killed.child.kill('SIGKILL');
+  await killed.exited();
   broker = await startBroker();
   const restarted = reporter(KILLED_REPORTER, spools[KILLED_REPORTER]!);
   feeding.push(feed(restarted, KILLED_REPORTER, RECORDS / 2, RECORDS, 25, 100));

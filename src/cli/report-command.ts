@@ -152,8 +152,10 @@ async function runReport(topic: string, flags: ReportFlags, io: TransferIo): Pro
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
       signal,
       onEvent: (event: TopicEvent) => {
-        if (event.type === 'retrying') notice(`${event.reason}; trying again in ${event.inMs} ms`);
-        else if (event.type === 'notice') notice(event.text);
+        // The first failure and every tenth: an outage of minutes should not fill the log.
+        if (event.type === 'retrying' && (event.attempt === 1 || event.attempt % 10 === 0)) {
+          notice(`${event.reason}; trying again in ${event.inMs} ms (try ${event.attempt})`);
+        } else if (event.type === 'notice') notice(event.text);
       },
     });
     notice(

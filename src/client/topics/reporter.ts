@@ -62,6 +62,7 @@ export async function report(options: ReportOptions): Promise<ReportResult> {
         await batcher.add(record);
       }
       await batcher.flush();
+      options.onEvent?.({ type: 'notice', text: 'the input ended; every record is queued to send' });
     } finally {
       queue.close();
     }
