@@ -6,6 +6,7 @@ import { RedisBroker } from '../src/broker/redis/redis-broker.js';
 import type { ReceiverSession } from '../src/broker/types.js';
 import { runBrokerTests } from './broker-contract.js';
 import { startTestCluster, type TestCluster } from './helpers/redis-cluster.js';
+import { runTopicTests } from './topic-contract.js';
 
 let cluster: TestCluster;
 beforeAll(async () => {
@@ -32,6 +33,27 @@ runBrokerTests({
     });
     await broker.ready();
     return broker;
+  },
+});
+
+// Topics: every key of a namespace carries its hash tag, so the append and the namespace read (one
+// script over many streams) run on one slot.
+const topicBrokers: RedisBroker[] = [];
+afterAll(async () => {
+  await Promise.all(topicBrokers.map((broker) => broker.close()));
+});
+runTopicTests({
+  name: 'redis-cluster',
+  serverTime: true,
+  newStore: async (options) => {
+    const broker = new RedisBroker({
+      target: { cluster: cluster.seeds },
+      keyPrefix: newPrefix(),
+      ...SPREAD_LIMITS,
+    });
+    await broker.ready();
+    topicBrokers.push(broker);
+    return broker.openTopics(options);
   },
 });
 

@@ -7,6 +7,11 @@ export interface TopicContractOptions {
   readonly name: string;
   /** A fresh, ready store built with `options`, seeing no other test's topics; the suite closes it. */
   readonly newStore: (options: TopicStoreOptions) => Promise<TopicStore>;
+  /**
+   * Claims and the idempotency window follow the backend's own time (Redis: XPENDING IDLE, SET PX), not
+   * the store's clock: the suite then uses short windows and waits for them in real time.
+   */
+  readonly serverTime?: boolean;
 }
 
 /** Ids and ages start here, as on a real clock (Redis refuses the id 0-0). */
@@ -37,7 +42,8 @@ async function isPending(promise: Promise<unknown>): Promise<boolean> {
  * The topic contract (`TopicStore`, docs/topic-protocol.md), run against every backend: the memory store
  * and the Redis store answer the same way.
  */
-export function runTopicTests({ name, newStore }: TopicContractOptions): void {
+export function runTopicTests({ name, newStore, serverTime }: TopicContractOptions): void {
+  const claimAfterMs = serverTime ? 300 : CLAIM_AFTER_MS;
   describe(`topic contract: ${name}`, () => {
     const stores: TopicStore[] = [];
     afterEach(async () => {
@@ -51,7 +57,7 @@ export function runTopicTests({ name, newStore }: TopicContractOptions): void {
       const store = await newStore({
         boundsOf: () => bounds ?? WIDE,
         idempotencyWindowMs: 60_000,
-        claimAfterMs: CLAIM_AFTER_MS,
+        claimAfterMs,
         maxTopics: 100,
         clock,
         ...rest,
@@ -80,6 +86,14 @@ export function runTopicTests({ name, newStore }: TopicContractOptions): void {
       });
     });
 
+    it('keeps bytes as they are: binary, empty, and not valid UTF-8', async () => {
+      const { store, read } = await open();
+      const binary = new Uint8Array([0, 255, 0xc3, 0x28, 10, 13]);
+      await store.append({ topic: 't/a', records: [binary, new Uint8Array(0)] });
+      const records = await read({ consumer: 'c' });
+      expect(records.map((record) => [...record.data])).toEqual([[...binary], []]);
+    });
+
     it('stores a batch sent again with the same idempotency key once, and answers its first ids', async () => {
       const { store, read } = await open();
       const first = await store.append({
@@ -105,9 +119,11 @@ export function runTopicTests({ name, newStore }: TopicContractOptions): void {
     });
 
     it('forgets an idempotency key after its window', async () => {
-      const { store, clock } = await open({ idempotencyWindowMs: 1000 });
+      const windowMs = serverTime ? 200 : 1000;
+      const { store, clock } = await open({ idempotencyWindowMs: windowMs });
       await store.append({ topic: 't/a', records: [bytes('a')], idempotencyKey: 'k' });
-      clock.advance(1001);
+      clock.advance(windowMs + 1);
+      if (serverTime) await new Promise((resolve) => setTimeout(resolve, windowMs + 20));
       expect((await store.append({ topic: 't/a', records: [bytes('a')], idempotencyKey: 'k' })).replay).toBe(
         false,
       );
@@ -168,9 +184,13 @@ export function runTopicTests({ name, newStore }: TopicContractOptions): void {
       const { store, clock, read } = await open();
       await store.append({ topic: 't/a', records: [bytes('1'), bytes('2')] });
       await read({ consumer: 'gone' });
-      clock.advance(CLAIM_AFTER_MS - 1000);
+      const elapse = async (ms: number) => {
+        clock.advance(ms);
+        if (serverTime) await new Promise((resolve) => setTimeout(resolve, ms));
+      };
+      await elapse(claimAfterMs / 2);
       expect(await read({ consumer: 'c' })).toEqual([]);
-      clock.advance(1000);
+      await elapse(claimAfterMs / 2 + 20);
       const claimed = await read({ consumer: 'c' });
       expect(texts(claimed)).toEqual(['1', '2']);
       expect(claimed.map((record) => record.deliveries)).toEqual([2, 2]);

@@ -1,3 +1,5 @@
+import { BrokerUnavailableError } from './errors.js';
+import type { TopicStore, TopicStoreOptions } from './topic-types.js';
 import type {
   Broker,
   BrokerStats,
@@ -71,6 +73,31 @@ export class FailoverBroker implements Broker {
     if (backend === this.active) return;
     this.active = backend;
     this.options.onSwitch?.(backend);
+  }
+
+  /**
+   * Topics of the active backend, chosen per call: after a switch, appends and reads go to the standby's
+   * Redis (records kept on the primary wait there until it is active again; topics are not migrated).
+   */
+  openTopics(options: TopicStoreOptions): TopicStore {
+    const stores = {
+      primary: this.primary.openTopics?.(options),
+      standby: this.standby.openTopics?.(options),
+    };
+    const active = (): TopicStore => {
+      const store = stores[this.active];
+      if (!store) throw new BrokerUnavailableError(undefined, `The ${this.active} backend keeps no topics.`);
+      return store;
+    };
+    return {
+      append: async (append) => active().append(append),
+      read: async (read) => active().read(read),
+      ack: async (ack) => active().ack(ack),
+      status: async (topic) => active().status(topic),
+      close: async () => {
+        await Promise.all([stores.primary?.close(), stores.standby?.close()]);
+      },
+    };
   }
 
   async ready(): Promise<void> {

@@ -65,10 +65,10 @@ export function followSource(
   return {
     async read() {
       if (stop.signal.aborted) return null;
-      if (first && format === 'sse') {
+      if (first) {
         first = false;
-        // A first comment flushes the head through proxies at once.
-        return encoder.encode(': follow\n\n');
+        // A heartbeat first: runtimes send the head with the first bytes, and a client waits for the head.
+        return encoder.encode(format === 'sse' ? ': follow\n\n' : '\n');
       }
       first = false;
       const records = await store.read({

@@ -6,6 +6,7 @@ import { BrokerUnavailableError } from '../../broker/errors.js';
 import { RedisBroker } from '../../broker/redis/redis-broker.js';
 import type { Broker } from '../../broker/types.js';
 import type { Config } from '../../config.js';
+import { TOPICS_PREFIX } from '../../protocol/topic-layout.js';
 import { pipePathOf } from '../../routes/pipe-target.js';
 import { isReservedPath } from '../../routes/reserved-paths.js';
 import { SELFHEAL_STATE, type StoredSelfheal, scheduledWatch } from './scheduled-watch.js';
@@ -113,7 +114,10 @@ export default {
         env,
         ctx as never,
       );
-    if (pipesBackend(config) === 'durable-object') {
+    // Topics live in Redis even where pipes live in Durable Objects; without a Redis they answer 503.
+    const topicsOnRedis =
+      Boolean(config.broker.redis) && new URL(request.url).pathname.startsWith(TOPICS_PREFIX);
+    if (pipesBackend(config) === 'durable-object' && !topicsOnRedis) {
       if (!env.PIPES) return own(refusing(NEEDS_PIPES_BINDING));
       const path = pipePathOf(new URL(request.url));
       // Preflights and the server's own paths are answered here; every party of a pipe meets in the

@@ -30,3 +30,32 @@ export function pipeKeys(prefix: string, path: string): PipeKeys {
 export function instanceKey(prefix: string, instanceId: string): string {
   return `${prefix}i:${instanceId}`;
 }
+
+/** Keys of one topic. All keys of a namespace share the hash tag `{<namespace>}`: one Cluster slot. */
+export interface TopicKeys {
+  /** Stream of the topic's records (field `d`). */
+  readonly stream: string;
+  /** Hash: bytes (of kept records), dropped (by retention), lastms (of the newest id). */
+  readonly meta: string;
+  /** String holding an append's answer for `idempotencyWindowMs` (`SET ... PX`). */
+  idempotency(key: string): string;
+}
+
+export function topicKeys(prefix: string, namespace: string, topic: string): TopicKeys {
+  const tag = `${prefix}{${namespace}}`;
+  return {
+    stream: `${tag}:ts:${topic}`,
+    meta: `${tag}:tm:${topic}`,
+    // A topic name never holds ':' (docs/topic-protocol.md), so the key cannot run into another topic's.
+    idempotency: (key) => `${tag}:tk:${topic}:${key}`,
+  };
+}
+
+/** Keys of a namespace: its topic index (a set, bounded by `maxTopics`) and its groups (hash: name → start). */
+export function namespaceKeys(
+  prefix: string,
+  namespace: string,
+): { readonly index: string; readonly groups: string } {
+  const tag = `${prefix}{${namespace}}`;
+  return { index: `${tag}:topics`, groups: `${tag}:groups` };
+}

@@ -13,6 +13,7 @@ import {
   ResumeOffsetError,
 } from '../errors.js';
 import type { WatchableBroker } from '../failover-broker.js';
+import type { TopicStore, TopicStoreOptions } from '../topic-types.js';
 import type {
   Broker,
   BrokerStats,
@@ -41,6 +42,7 @@ import { Notifier } from './notifier.js';
 import type { PartyHooks, PipeContext, RedisPipeOptions } from './pipe-context.js';
 import { END_AFTER_CANCEL_MS, type ReceiverResume, RedisReceiverSession } from './redis-receiver.js';
 import { RedisSenderSession, type SenderResume } from './redis-sender.js';
+import { RedisTopics } from './redis-topics.js';
 
 export interface RedisBrokerOptions extends Partial<Omit<RedisPipeOptions, 'windowBytes'>> {
   readonly target: RedisTarget;
@@ -120,6 +122,7 @@ export class RedisBroker implements Broker, WatchableBroker {
   /** Upload bytes on their way to Redis across all this instance's senders: one window (8 MiB by default). */
   private readonly appendBudget: AppendBudget;
   private readonly heartbeat: InstanceHeartbeat;
+  private readonly topicStores = new Set<TopicStore>();
 
   constructor(private readonly options: RedisBrokerOptions) {
     this.redis = connect(options.target);
@@ -157,6 +160,13 @@ export class RedisBroker implements Broker, WatchableBroker {
     );
   }
 
+  /** Topics on this broker's Redis, on its command connection (plus the store's own blocking ones). */
+  openTopics(options: TopicStoreOptions): TopicStore {
+    const store = new RedisTopics({ ...options, redis: this.redis, keyPrefix: this.prefix });
+    this.topicStores.add(store);
+    return store;
+  }
+
   async ready(): Promise<void> {
     await connectAll([this.redis, this.subscriber, this.control], this.options.target);
     await this.heartbeat.start();
@@ -184,6 +194,7 @@ export class RedisBroker implements Broker, WatchableBroker {
       clearTimeout(timer);
     }
     await this.heartbeat.stop().catch(() => {});
+    await Promise.allSettled([...this.topicStores].map((store) => store.close()));
     this.entryReader?.close();
     await Promise.allSettled([this.redis.quit(), this.subscriber.quit(), this.control.quit()]);
   }
