@@ -4,7 +4,7 @@
 // once and in order per device; a second group gets them all too; a consumer killed mid-batch has its
 // records handed to another consumer after claimAfterMs. Needs `npm run build` and redis-server on PATH.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -149,6 +149,8 @@ it('20 devices × 500 records through cuts, a broker restart and a killed report
   await until(() => /the input ended/.test(killed.stderr()), 20_000, 'the reporter to queue its input');
   killed.child.kill('SIGKILL');
   await killed.exited();
+  // It was killed with batches still to send: the restart has something to drain.
+  expect(readdirSync(spools[KILLED_REPORTER]!).some((name) => name.endsWith('.batch'))).toBe(true);
   broker = await startBroker();
   const restarted = reporter(KILLED_REPORTER, spools[KILLED_REPORTER]!);
   feeding.push(feed(restarted, KILLED_REPORTER, RECORDS / 2, RECORDS, 25, 100));
