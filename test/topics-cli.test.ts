@@ -270,3 +270,46 @@ describe('the offline spool', () => {
     }
   });
 });
+
+describe('with signed URLs', () => {
+  it('a device URL from `edgepipe sign` appends to its topic only; a prefix URL reads and acks the namespace', async () => {
+    const config = configFile({ auth: { mode: 'signed', secrets: ['topics-cli-secret-0123456789-abcdef'] } });
+    const signed = await spawnServer(['--config', config]);
+    try {
+      const sign = async (...args: string[]) => {
+        const result = await edgepipe(['sign', ...args, '--url', signed.url, '--config', config]);
+        expect(result.code).toBe(0);
+        return result.stdout.toString().trim();
+      };
+      const device = await sign('/_/topics/sig/d1', '--send');
+      const reader = await sign('/_/topics/sig', '--recv', '--prefix');
+      const input = `${lines(10, 'signed').join('\n')}\n`;
+      expect((await edgepipe(['report', device], { input })).code).toBe(0);
+      const wrong = await edgepipe(['report', device.replace('/sig/d1', '/sig/d2')], { input });
+      expect(wrong.code).toBe(3);
+      const got = await edgepipe([
+        'consume',
+        reader.replace('/_/topics/sig', '/_/topics/sig/*'),
+        '--group',
+        'g',
+        '--once',
+        '--wait',
+        '300ms',
+      ]);
+      expect(got.code).toBe(0);
+      expect(got.stdout.toString()).toBe(input);
+      const again = await edgepipe([
+        'consume',
+        reader.replace('/_/topics/sig', '/_/topics/sig/*'),
+        '--group',
+        'g',
+        '--once',
+        '--wait',
+        '300ms',
+      ]);
+      expect(again.stdout.toString()).toBe('');
+    } finally {
+      signed.kill();
+    }
+  });
+});
