@@ -271,6 +271,45 @@ describe('the offline spool', () => {
   });
 });
 
+describe('a stopped reporter', () => {
+  it('queues what it had read into its spool on SIGTERM (exit 143), and the next run sends it', async () => {
+    const spool = tmp();
+    const input = `${lines(30, 'term').join('\n')}\n`;
+    const first = spawnEdgepipe([
+      'report',
+      'e2e/term',
+      '--server',
+      server.url,
+      '--spool',
+      spool,
+      '--batch-ms',
+      '60s',
+    ]);
+    first.child.stdin!.write(input);
+    // The batch stays open for a minute: only the SIGTERM closes it.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    first.child.kill('SIGTERM');
+    expect(await first.exited()).toBe(143);
+    expect(readdirSync(spool).filter((f) => f.endsWith('.batch'))).toHaveLength(1);
+    const second = await edgepipe(['report', 'e2e/term', '--server', server.url, '--spool', spool], {
+      input: '',
+    });
+    expect(second.code).toBe(0);
+    const got = await edgepipe([
+      'consume',
+      'e2e/term',
+      '--server',
+      server.url,
+      '--group',
+      'g',
+      '--once',
+      '--wait',
+      '300ms',
+    ]);
+    expect(got.stdout.toString()).toBe(input);
+  });
+});
+
 describe('with signed URLs', () => {
   it('a device URL from `edgepipe sign` appends to its topic only; a prefix URL reads and acks the namespace', async () => {
     const config = configFile({ auth: { mode: 'signed', secrets: ['topics-cli-secret-0123456789-abcdef'] } });

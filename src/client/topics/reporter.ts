@@ -30,6 +30,9 @@ export interface ReportResult {
   readonly refused: number;
 }
 
+/** How long an interrupted report may take to queue what it had read. */
+const FLUSH_ON_STOP_MS = 2000;
+
 /** Statuses that refuse a batch itself (its size, its framing), not the reporter: skip it and go on. */
 const BATCH_REFUSALS = new Set([400, 413, 422]);
 
@@ -86,6 +89,24 @@ export async function report(options: ReportOptions): Promise<ReportResult> {
   })();
   sending.catch((error: unknown) => stop.abort(error));
   reading.catch((error: unknown) => stop.abort(error));
-  await Promise.all([reading, sending]);
+  // Interrupted (SIGTERM): what was read is queued before the report ends, so with a spool a stopped
+  // reporter keeps every record it took from its input. Bounded: a full in-memory queue never frees now.
+  let kept: Promise<void> | undefined;
+  const keep = () => {
+    const timer = new AbortController();
+    kept = Promise.race([
+      batcher.flush().catch(() => {}),
+      options.clock.sleep(FLUSH_ON_STOP_MS, timer.signal).catch(() => {}),
+    ]).finally(() => timer.abort());
+  };
+  options.signal?.addEventListener('abort', keep, { once: true });
+  try {
+    await Promise.all([reading, sending]);
+  } catch (error) {
+    await kept;
+    throw error;
+  } finally {
+    options.signal?.removeEventListener('abort', keep);
+  }
   return { batches, records, refused };
 }
