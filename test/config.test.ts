@@ -29,6 +29,18 @@ describe('config', () => {
         perClient: { requestsPerSecond: 20, burst: 200, maxPipes: 500, maxWaiting: 400, maxTracked: 100_000 },
       },
       selfheal: { intervalMs: 1000, probeTimeoutMs: 1000, auditSize: 200, rules: [] },
+      topics: {
+        maxRecordBytes: 64 * 1024,
+        maxBatchBytes: 1024 * 1024,
+        maxBatchRecords: 10_000,
+        idempotencyWindowMs: 24 * 3600_000,
+        claimAfterMs: 30_000,
+        maxWaitMs: 60_000,
+        maxTopics: 10_000,
+        retention: [
+          { namespace: '', maxRecords: 100_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 7 * 24 * 3600_000 },
+        ],
+      },
     });
   });
 

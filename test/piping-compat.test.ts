@@ -44,9 +44,10 @@ describe('piping-server compatibility through app.request', () => {
   it('answers a preflight with an empty body of length 0 that exposes Access-Control-Allow-Headers', async () => {
     const res = await request('/p', { method: 'OPTIONS' });
     expect(res.status).toBe(200);
-    // piping-server's three, and edgepipe's resume declaration (a page may resume).
+    // piping-server's three, edgepipe's resume declaration (a page may resume), and what a page that
+    // appends to a topic sends (docs/topic-protocol.md).
     expect(res.headers.get('access-control-allow-headers')).toBe(
-      `Content-Type, Content-Disposition, X-Piping, ${RESUMABLE_HEADER}, Upload-Complete, Upload-Length`,
+      `Content-Type, Content-Disposition, X-Piping, ${RESUMABLE_HEADER}, Upload-Complete, Upload-Length, Idempotency-Key, Content-Encoding, Authorization`,
     );
     expect(res.headers.get('access-control-expose-headers')).toBe('Access-Control-Allow-Headers');
     expect(res.headers.get('content-length')).toBe('0');

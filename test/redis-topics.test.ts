@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CapacityError } from '../src/broker/errors.js';
 import { RedisBroker } from '../src/broker/redis/redis-broker.js';
+import { MAX_BLOCKING_CONNECTIONS, MAX_GROUPS_PER_NAMESPACE } from '../src/broker/redis/redis-topics.js';
 import type { Broker } from '../src/broker/types.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { runTopicTests } from './topic-contract.js';
@@ -32,4 +35,96 @@ runTopicTests({
     brokers.push(broker);
     return broker.openTopics(options);
   },
+});
+
+describe('redis topics: waiting reads', () => {
+  it('block on at most MAX_BLOCKING_CONNECTIONS connections of their own, never stalling other commands', async () => {
+    const broker = new RedisBroker({
+      target: { url: redis.url },
+      keyPrefix: `t${randomUUID().slice(0, 8)}:`,
+      windowBytes: 1024 * 1024,
+      maxPipes: 10,
+      maxWaiting: 10,
+    });
+    await broker.ready();
+    brokers.push(broker);
+    const store = broker.openTopics({
+      boundsOf: () => ({ maxRecords: 100, maxBytes: 100_000, maxAgeMs: 3600_000 }),
+      idempotencyWindowMs: 60_000,
+      claimAfterMs: 30_000,
+      maxTopics: 100,
+    });
+    const admin = new Redis(redis.url);
+    const clients = async () =>
+      String(await admin.client('LIST'))
+        .trim()
+        .split('\n').length;
+    try {
+      const before = await clients();
+      const waiting = Array.from({ length: MAX_BLOCKING_CONNECTIONS + 8 }, (_, i) => {
+        // Each reader first sees its topic exist, then waits for its next record.
+        return store
+          .append({ topic: `w/${i}`, records: [new TextEncoder().encode('first')] })
+          .then(() =>
+            store.read({ topic: `w/${i}`, group: 'g', consumer: 'c', count: 10, waitMs: 0, start: 'latest' }),
+          )
+          .then(() =>
+            store.read({
+              topic: `w/${i}`,
+              group: 'g',
+              consumer: 'c',
+              count: 10,
+              waitMs: 10_000,
+              start: 'latest',
+            }),
+          );
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(await clients()).toBeLessThanOrEqual(before + MAX_BLOCKING_CONNECTIONS);
+      const started = performance.now();
+      await store.status('w/0');
+      expect(performance.now() - started).toBeLessThan(200);
+      await Promise.all(
+        waiting.map((_, i) => store.append({ topic: `w/${i}`, records: [new TextEncoder().encode('next')] })),
+      );
+      const results = await Promise.all(waiting);
+      expect(
+        results.map((records) => records.map((record) => new TextDecoder().decode(record.data))),
+      ).toEqual(waiting.map(() => ['next']));
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it('refuses a group past MAX_GROUPS_PER_NAMESPACE', async () => {
+    const keyPrefix = `t${randomUUID().slice(0, 8)}:`;
+    const broker = new RedisBroker({
+      target: { url: redis.url },
+      keyPrefix,
+      windowBytes: 1024 * 1024,
+      maxPipes: 10,
+      maxWaiting: 10,
+    });
+    await broker.ready();
+    brokers.push(broker);
+    const store = broker.openTopics({
+      boundsOf: () => ({ maxRecords: 100, maxBytes: 100_000, maxAgeMs: 3600_000 }),
+      idempotencyWindowMs: 60_000,
+      claimAfterMs: 30_000,
+      maxTopics: 100,
+    });
+    const admin = new Redis(redis.url);
+    try {
+      // The namespace's group hash filled up to the bound directly: 10000 reads would only take longer.
+      const fields = Array.from({ length: MAX_GROUPS_PER_NAMESPACE }, (_, i) => [`g${i}`, '0']).flat();
+      await admin.hset(`${keyPrefix}{n}:groups`, ...fields);
+      const read = (group: string) =>
+        store.read({ topic: 'n/a', group, consumer: 'c', count: 1, waitMs: 0, start: 'earliest' });
+      await store.append({ topic: 'n/a', records: [new Uint8Array([1])] });
+      await expect(read('one-more')).rejects.toBeInstanceOf(CapacityError);
+      expect(await read('g1')).toHaveLength(1);
+    } finally {
+      admin.disconnect();
+    }
+  });
 });

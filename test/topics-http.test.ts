@@ -270,6 +270,20 @@ describe.each(backends)('topics over HTTP: %s', (_name, backend) => {
     );
   });
 
+  it('stops reading for a follow stream whose client left', async () => {
+    const aborted = new AbortController();
+    const follow = await fetch(url('gone/*?group=g&consumer=left&follow=1'), { signal: aborted.signal });
+    expect(follow.status).toBe(200);
+    aborted.abort();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await curl('--data-binary', 'after', url('gone/a'));
+    // Time for a live stream to take it (Redis: a namespace read looks for new topics every 250 ms).
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    // Had the stream still read, the record would be pending on "left", not handed to "other".
+    const read = await curl(url('gone/*?group=g&consumer=other&wait=2000'));
+    expect(lines(read.body).map((line) => line.data)).toEqual(['after']);
+  });
+
   describe('with tokens', () => {
     let server: RunningServer;
     beforeAll(async () => {

@@ -219,7 +219,8 @@ export class RedisTopics implements TopicStore {
       MAX_GROUPS_PER_NAMESPACE,
       ...perTopic,
     ).catch((error: unknown) => Promise.reject(asPipeError(error)))) as [unknown, unknown];
-    if (reply[0] === 'err') throw new CapacityError('groups');
+    // {'err', 'groups'} comes as Buffers (the Buffer form of the command); a normal answer holds two lists.
+    if (!Array.isArray(reply[0])) throw new CapacityError('groups');
     const flat = reply[0] as Array<number | string | Uint8Array>;
     const records: TopicRecord[] = [];
     for (let i = 0; i < flat.length; i += 4) {
