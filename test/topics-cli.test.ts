@@ -1,6 +1,6 @@
 // `edgepipe report` and `edgepipe consume` against a real server process on the memory broker. Needs
 // `npm run build` (the commands run from dist/).
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -307,6 +307,62 @@ describe('a stopped reporter', () => {
       '300ms',
     ]);
     expect(got.stdout.toString()).toBe(input);
+  });
+});
+
+describe('report --follow with a spool', () => {
+  it('reads a log from its end, and a restarted reporter reads on where the last one stopped', async () => {
+    const dir = tmp();
+    const log = join(dir, 'app.log');
+    writeFileSync(log, 'before the reporter\n');
+    const args = [
+      'report',
+      'e2e/follow',
+      '--server',
+      server.url,
+      '--follow',
+      log,
+      '--spool',
+      join(dir, 'spool'),
+      '--batch-ms',
+      '50',
+    ];
+    const stored = async () =>
+      Number(
+        (await fetch(`${server.url}/_/topics/e2e/follow`, { method: 'HEAD' })).headers.get('Topic-Records'),
+      );
+    const waitFor = async (n: number) => {
+      for (let i = 0; i < 200 && (await stored()) < n; i++)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await stored()).toBe(n);
+    };
+    const first = spawnEdgepipe(args);
+    await until(() => readdirSync(join(dir)).includes('spool'), 10_000, 'the reporter to start');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    appendFileSync(log, `${lines(10, 'follow').join('\n')}\n`);
+    await waitFor(10);
+    first.child.kill('SIGKILL');
+    await first.exited();
+    // Appended while no reporter runs, a line cut in two included.
+    appendFileSync(log, `${lines(20, 'follow').slice(10).join('\n')}\nhalf a `);
+    const second = spawnEdgepipe(args);
+    await waitFor(20);
+    appendFileSync(log, 'line\n');
+    await waitFor(21);
+    second.child.kill('SIGTERM');
+    expect(await second.exited()).toBe(143);
+    const got = await edgepipe([
+      'consume',
+      'e2e/follow',
+      '--server',
+      server.url,
+      '--group',
+      'g',
+      '--once',
+      '--wait',
+      '300ms',
+    ]);
+    expect(got.stdout.toString()).toBe(`${lines(20, 'follow').join('\n')}\nhalf a line\n`);
   });
 });
 

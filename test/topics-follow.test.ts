@@ -10,7 +10,7 @@ function follow(path: string) {
   let text = '';
   const done = (async () => {
     for await (const piece of followFile(path, { pollMs: 10, chunkBytes: 7, signal: controller.signal })) {
-      text += new TextDecoder().decode(piece);
+      text += new TextDecoder().decode(piece.bytes);
     }
   })().catch((error: unknown) => {
     if (!controller.signal.aborted) throw error;

@@ -90,4 +90,26 @@ describe('report spool', () => {
     await open(dir, { maxBytes: 300 }).spool.put(bytes(1), 1);
     expect(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).dropped).toBe(1);
   });
+
+  it('keeps the input mark of the last batch, from a leftover batch newer than the state too', async () => {
+    const dir = fresh();
+    const { spool } = open(dir);
+    const a = await spool.put(bytes(3), 1, { inode: 7, offset: 10 });
+    await spool.remove(a);
+    await spool.put(bytes(3), 1, { inode: 7, offset: 20 });
+    expect(open(dir).spool.mark).toEqual({ inode: 7, offset: 20 });
+    // As if killed after writing a batch but before the state: the batch's mark is newer.
+    const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
+    writeFileSync(
+      join(dir, 'state.json'),
+      JSON.stringify({ ...state, mark: { inode: 7, offset: 10 }, markSeq: 0 }),
+    );
+    expect(open(dir).spool.mark).toEqual({ inode: 7, offset: 20 });
+    // A sent (removed) batch does not pull the mark back to an older leftover.
+    writeFileSync(
+      join(dir, 'state.json'),
+      JSON.stringify({ ...state, mark: { inode: 7, offset: 30 }, markSeq: 5 }),
+    );
+    expect(open(dir).spool.mark).toEqual({ inode: 7, offset: 30 });
+  });
 });

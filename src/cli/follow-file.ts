@@ -1,4 +1,5 @@
 import { type FileHandle, open, stat } from 'node:fs/promises';
+import type { InputMark } from '../client/topics/batch-queue.js';
 import { systemClock } from '../client/transfer-events.js';
 
 /** Options of `followFile`. */
@@ -8,6 +9,19 @@ export interface FollowOptions {
   /** Bytes read at most per piece (default 64 KiB). */
   readonly chunkBytes?: number;
   readonly signal?: AbortSignal;
+  /**
+   * Where an earlier run stopped: the same file (inode) is read on from that offset; another file at the
+   * path (rotated meanwhile) is read from its start. Without it, the file there is read from its end.
+   */
+  readonly from?: InputMark;
+}
+
+/** Bytes read from a followed file, and where they were. */
+export interface FollowPiece {
+  readonly bytes: Uint8Array;
+  readonly inode: number;
+  /** The file offset of `bytes[0]`. */
+  readonly offset: number;
 }
 
 /**
@@ -16,7 +30,7 @@ export interface FollowOptions {
  * from its start; a file cut shorter (truncated) is read again from its start; a path that is missing is
  * waited for. Ends only when `signal` aborts. Each piece is a bounded read.
  */
-export async function* followFile(path: string, options: FollowOptions = {}): AsyncGenerator<Uint8Array> {
+export async function* followFile(path: string, options: FollowOptions = {}): AsyncGenerator<FollowPiece> {
   const pollMs = options.pollMs ?? 250;
   const buffer = new Uint8Array(options.chunkBytes ?? 64 * 1024);
   let file: FileHandle | undefined;
@@ -31,8 +45,12 @@ export async function* followFile(path: string, options: FollowOptions = {}): As
           file = await open(path, 'r');
           const info = await file.stat();
           inode = info.ino;
-          // Only the file there at the start is read from its end; a new one is read whole.
-          position = first ? info.size : 0;
+          // Only the file there at the start is read from its end (or where the last run stopped); a new
+          // one is read whole.
+          const { from } = options;
+          if (!first || (from && from.inode !== inode)) position = 0;
+          else if (from && from.offset <= info.size) position = from.offset;
+          else position = info.size;
           first = false;
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
@@ -43,8 +61,8 @@ export async function* followFile(path: string, options: FollowOptions = {}): As
       }
       const { bytesRead } = await file.read(buffer, 0, buffer.byteLength, position);
       if (bytesRead > 0) {
+        yield { bytes: buffer.slice(0, bytesRead), inode, offset: position };
         position += bytesRead;
-        yield buffer.slice(0, bytesRead);
         continue;
       }
       const now = await stat(path).catch(() => undefined);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { UsageError } from '../client/errors.js';
-import { MemoryBatchQueue } from '../client/topics/batch-queue.js';
+import { type InputMark, MemoryBatchQueue } from '../client/topics/batch-queue.js';
 import { BatchSealer } from '../client/topics/batch-seal.js';
 import { FramingError, LineDecoder, RecordDecoder } from '../client/topics/record-framing.js';
 import { report } from '../client/topics/reporter.js';
@@ -132,13 +132,18 @@ async function runReport(topic: string, flags: ReportFlags, io: TransferIo): Pro
   const signal = io.interruptSignal();
   const onTooLong = (bytes: number) =>
     warn(`edgepipe: skipped a record of ${bytes}+ bytes (over --max-record ${maxRecord})`);
-  const pieces: AsyncIterable<Uint8Array> = flags.follow
-    ? followFile(flags.follow, { signal })
-    : (io.stdin as Readable & AsyncIterable<Uint8Array>);
+  // With --follow and --spool, each batch keeps where its input ended (a line's end in the file), so a
+  // restarted reporter reads on from there: nothing appended while it was down is missed, nothing sent twice.
+  const marks = new WeakMap<Uint8Array, InputMark>();
+  const resumable = Boolean(flags.follow && spool && !flags.binary);
+  const pieces: AsyncIterable<Piece> = flags.follow
+    ? followFile(flags.follow, { signal, ...(resumable && spool?.mark ? { from: spool.mark } : {}) })
+    : stdinPieces(io.stdin);
   try {
     const result = await report({
       url,
-      records: recordsOf(pieces, flags.binary === true, maxRecord, onTooLong),
+      records: recordsOf(pieces, flags.binary === true, maxRecord, onTooLong, resumable ? marks : undefined),
+      markOf: (records) => marks.get(records.at(-1)!),
       queue,
       batchBytes,
       batchMs,
@@ -168,17 +173,28 @@ async function runReport(topic: string, flags: ReportFlags, io: TransferIo): Pro
   }
 }
 
-/** Records cut from pieces: lines, or length-prefixed with `--binary`. */
+/** Input bytes; a followed file's say where they were. */
+type Piece = { readonly bytes: Uint8Array; readonly inode?: number; readonly offset?: number };
+
+async function* stdinPieces(stdin: Readable): AsyncGenerator<Piece> {
+  for await (const bytes of stdin as Readable & AsyncIterable<Uint8Array>) yield { bytes };
+}
+
+/**
+ * Records cut from pieces: lines, or length-prefixed with `--binary`. With `marks`, each line of a
+ * followed file is marked with the offset after its `\n` (where a restart reads on).
+ */
 async function* recordsOf(
-  pieces: AsyncIterable<Uint8Array>,
+  pieces: AsyncIterable<Piece>,
   binary: boolean,
   maxRecord: number,
   onTooLong: (bytes: number) => void,
+  marks?: WeakMap<Uint8Array, InputMark>,
 ): AsyncGenerator<Uint8Array> {
   if (binary) {
     const decoder = new RecordDecoder(maxRecord);
     try {
-      for await (const piece of pieces) yield* decoder.push(piece);
+      for await (const piece of pieces) yield* decoder.push(piece.bytes);
       decoder.end();
     } catch (error) {
       if (error instanceof FramingError) throw new UsageError(`--binary input: ${error.message}`);
@@ -187,6 +203,22 @@ async function* recordsOf(
     return;
   }
   const lines = new LineDecoder(maxRecord, onTooLong);
-  for await (const piece of pieces) yield* lines.push(piece);
+  for await (const { bytes, inode, offset } of pieces) {
+    if (!marks || inode === undefined || offset === undefined) {
+      yield* lines.push(bytes);
+      continue;
+    }
+    // Line by line, so each record is marked with the file offset after its own `\n`.
+    let start = 0;
+    while (start < bytes.byteLength) {
+      const newline = bytes.indexOf(0x0a, start);
+      const end = newline === -1 ? bytes.byteLength : newline + 1;
+      for (const record of lines.push(bytes.subarray(start, end))) {
+        marks.set(record, { inode, offset: offset + end });
+        yield record;
+      }
+      start = end;
+    }
+  }
   yield* lines.end();
 }

@@ -12,7 +12,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../client/errors.js';
-import { type BatchQueue, Signal } from '../client/topics/batch-queue.js';
+import { type BatchQueue, type InputMark, Signal } from '../client/topics/batch-queue.js';
 import type { OutgoingBatch } from '../client/topics/publisher.js';
 
 /** Options of `ReportSpool.open`. */
@@ -36,6 +36,10 @@ interface SpoolState {
   /** Every sequence below this may have been used: a new run starts here. */
   readonly reserved: number;
   readonly dropped: number;
+  /** Where the input of the last batch kept ended (`--follow`). */
+  readonly mark?: InputMark;
+  /** The sequence of the batch `mark` came with. */
+  readonly markSeq?: number;
 }
 
 /** One batch file, indexed; its body stays on disk until it is sent. */
@@ -45,6 +49,7 @@ interface SpooledBatch {
   readonly records: number;
   readonly path: string;
   readonly bytes: number;
+  readonly mark?: InputMark;
 }
 
 /** Sequences reserved per write of the state file: one fsync per 64 batches, not per batch. */
@@ -93,6 +98,7 @@ export class ReportSpool implements BatchQueue {
       device,
       reserved: saved?.reserved ?? 0,
       dropped: saved?.dropped ?? 0,
+      ...(saved?.mark ? { mark: saved.mark, markSeq: saved.markSeq ?? -1 } : {}),
     });
     spool.index();
     spool.reserve();
@@ -109,16 +115,24 @@ export class ReportSpool implements BatchQueue {
     return this.state.dropped;
   }
 
+  /**
+   * Where the input of the last batch this spool kept ended (`--follow` reads on from there): from the
+   * state file, or from a leftover batch written after it (a kill between the two writes).
+   */
+  get mark(): InputMark | undefined {
+    return this.state.mark;
+  }
+
   /** Batches waiting (leftovers included). */
   get waiting(): number {
     return this.batches.length;
   }
 
-  async put(body: Uint8Array, records: number): Promise<OutgoingBatch> {
+  async put(body: Uint8Array, records: number, mark?: InputMark): Promise<OutgoingBatch> {
     if (this.nextSeq >= this.state.reserved) this.reserve();
     const seq = this.nextSeq++;
     const key = `${this.state.device}:${seq}`;
-    const head = new TextEncoder().encode(`${JSON.stringify({ key, records })}\n`);
+    const head = new TextEncoder().encode(`${JSON.stringify({ key, records, ...(mark ? { mark } : {}) })}\n`);
     const size = head.byteLength + body.byteLength;
     this.makeRoom(size);
     const path = join(this.options.dir, `b-${String(seq).padStart(16, '0')}.batch`);
@@ -126,6 +140,11 @@ export class ReportSpool implements BatchQueue {
     syncDir(this.options.dir);
     this.batches.push({ seq, key, records, path, bytes: size });
     this.bytes += size;
+    if (mark) {
+      // After the batch file: a kill between the two leaves the mark in the batch, which `index` reads.
+      this.state = { ...this.state, mark, markSeq: seq };
+      this.writeState();
+    }
     this.changed.wake();
     return { key, body, records };
   }
@@ -213,7 +232,14 @@ export class ReportSpool implements BatchQueue {
         rmSync(path, { force: true });
         continue;
       }
-      found.push({ seq, key: head.key, records: head.records, path, bytes: head.bytes });
+      found.push({
+        seq,
+        key: head.key,
+        records: head.records,
+        path,
+        bytes: head.bytes,
+        ...(head.mark ? { mark: head.mark } : {}),
+      });
       // A state file older than its batches (it cannot be, but a copied dir might): never reuse a sequence.
       if (seq >= this.nextSeq) this.nextSeq = seq + 1;
     }
@@ -221,6 +247,11 @@ export class ReportSpool implements BatchQueue {
     for (const batch of found) {
       this.batches.push(batch);
       this.bytes += batch.bytes;
+    }
+    // A batch newer than the state's mark: the run was killed between writing the batch and the state.
+    const newest = found.findLast((batch) => batch.mark);
+    if (newest?.mark && newest.seq > (this.state.markSeq ?? -1)) {
+      this.state = { ...this.state, mark: newest.mark, markSeq: newest.seq };
     }
   }
 
@@ -274,7 +305,12 @@ function readState(dir: string): SpoolState | undefined {
   try {
     const state = JSON.parse(text) as Partial<SpoolState>;
     if (typeof state.device === 'string' && Number.isSafeInteger(state.reserved)) {
-      return { device: state.device, reserved: state.reserved!, dropped: Number(state.dropped ?? 0) };
+      return {
+        device: state.device,
+        reserved: state.reserved!,
+        dropped: Number(state.dropped ?? 0),
+        ...(isMark(state.mark) ? { mark: state.mark, markSeq: Number(state.markSeq ?? -1) } : {}),
+      };
     }
   } catch {
     // Fall through: written atomically, so this is not our file.
@@ -283,7 +319,14 @@ function readState(dir: string): SpoolState | undefined {
 }
 
 /** A batch file's header line and size, or undefined when it has none. */
-function readHead(path: string): { key: string; records: number; bytes: number } | undefined {
+function isMark(value: unknown): value is InputMark {
+  const mark = value as Partial<InputMark> | undefined;
+  return Number.isSafeInteger(mark?.inode) && Number.isSafeInteger(mark?.offset);
+}
+
+function readHead(
+  path: string,
+): { key: string; records: number; bytes: number; mark?: InputMark } | undefined {
   try {
     const bytes = readFileSync(path);
     const newline = bytes.indexOf(0x0a);
@@ -291,9 +334,15 @@ function readHead(path: string): { key: string; records: number; bytes: number }
     const head = JSON.parse(bytes.subarray(0, newline).toString('utf8')) as {
       key?: unknown;
       records?: unknown;
+      mark?: unknown;
     };
     if (typeof head.key !== 'string' || typeof head.records !== 'number') return undefined;
-    return { key: head.key, records: head.records, bytes: bytes.byteLength };
+    return {
+      key: head.key,
+      records: head.records,
+      bytes: bytes.byteLength,
+      ...(isMark(head.mark) ? { mark: head.mark } : {}),
+    };
   } catch {
     return undefined;
   }

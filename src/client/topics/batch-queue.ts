@@ -5,14 +5,23 @@ import type { OutgoingBatch } from './publisher.js';
  * are sent, so a killed reporter loses none); `MemoryBatchQueue` keeps them in memory.
  */
 export interface BatchQueue {
-  /** Keeps a batch under the next idempotency key; resolves once it is kept. */
-  put(body: Uint8Array, records: number): Promise<OutgoingBatch>;
+  /**
+   * Keeps a batch under the next idempotency key; resolves once it is kept. `mark` is where the batch's
+   * input ended (a followed file's position), kept with the batch so a restart reads on from there.
+   */
+  put(body: Uint8Array, records: number, mark?: InputMark): Promise<OutgoingBatch>;
   /** The oldest batch not yet sent; waits for one; undefined once closed and empty. */
   next(signal?: AbortSignal): Promise<OutgoingBatch | undefined>;
   /** The batch was stored by the server: forget it. */
   remove(batch: OutgoingBatch): Promise<void>;
   /** No more `put`s: `next` answers undefined once the queue is empty. */
   close(): void;
+}
+
+/** Where a batch's input ended: a followed file's inode and the byte after its last record. */
+export interface InputMark {
+  readonly inode: number;
+  readonly offset: number;
 }
 
 /** A wake-up that every waiter shares, re-armed after each `wake`. */

@@ -1,6 +1,6 @@
 import type { Clock } from '../../clock.js';
 import { RefusedError } from '../errors.js';
-import type { BatchQueue } from './batch-queue.js';
+import type { BatchQueue, InputMark } from './batch-queue.js';
 import type { BatchSealer } from './batch-seal.js';
 import { RecordBatcher } from './batcher.js';
 import { publishBatch, type TopicRequestOptions } from './publisher.js';
@@ -20,6 +20,8 @@ export interface ReportOptions extends TopicRequestOptions {
   readonly gzip: boolean;
   /** Seals each batch into one record (`--passphrase`, `--key-file`). */
   readonly sealer?: BatchSealer;
+  /** Where the input of a batch ended (its last record's mark; see `BatchQueue.put`). */
+  readonly markOf?: (records: readonly Uint8Array[]) => InputMark | undefined;
 }
 
 /** How a report ended. */
@@ -53,7 +55,7 @@ export async function report(options: ReportOptions): Promise<ReportResult> {
     clock: options.timers,
     onBatch: async (batch) => {
       const body = options.sealer ? encodeRecords([await options.sealer.seal(batch)]) : encodeRecords(batch);
-      await queue.put(body, batch.length);
+      await queue.put(body, batch.length, options.markOf?.(batch));
     },
   });
   // The sender stops the reader when it fails for good, so neither waits on the other forever.
