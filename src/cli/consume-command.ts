@@ -104,6 +104,8 @@ async function runConsume(topic: string, flags: ConsumeFlags, io: TransferIo): P
     if (!flags.quiet) io.stderr(`edgepipe: ${text}\n`);
   };
   const binary = flags.binary === true;
+  // A closed stdout fails the write (see `print`); without a listener the stream's error would crash.
+  io.stdout.on('error', () => {});
   await consume({
     url,
     group: flags.group,
@@ -139,10 +141,17 @@ function bytesOf(records: readonly ConsumedRecord[], binary: boolean): Uint8Arra
   return Buffer.concat(records.flatMap((r) => [r.data, newline]));
 }
 
-/** Writes the records to stdout and waits until it takes them (a slow reader slows the reads). */
+/**
+ * Writes the records to stdout and waits until it takes them (a slow reader slows the reads). A reader
+ * that went away (`| head`) ends the command as an interruption; the records stay unacknowledged.
+ */
 async function print(out: Writable, records: readonly ConsumedRecord[], binary: boolean): Promise<boolean> {
   await new Promise<void>((resolve, reject) => {
-    out.write(bytesOf(records, binary), (error) => (error ? reject(error) : resolve()));
+    out.write(bytesOf(records, binary), (error) =>
+      error
+        ? reject(Object.assign(new Error('stdout closed'), { name: 'Interrupted', cause: error }))
+        : resolve(),
+    );
   });
   return true;
 }
