@@ -1,7 +1,9 @@
 import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.js';
+import { addConsumeCommand } from './consume-command.js';
 import { exitFor } from './exit-codes.js';
 import { addRecvCommand } from './recv-command.js';
+import { addReportCommand } from './report-command.js';
 import { addSendCommand } from './send-command.js';
 import { addServeOptions, commanderExitCode, serveWith } from './serve-command.js';
 import { type SignFlags, signedUrl } from './sign.js';
@@ -9,7 +11,7 @@ import { stdinReadable } from './stdin-stream.js';
 import { type TransferIo, transferExit } from './transfer-outcome.js';
 import { addTunnelCommands } from './tunnel-commands.js';
 
-/** The `edgepipe` command: `serve`, `sign`, `send`, `recv`, `expose` and `connect`. */
+/** The `edgepipe` command: `serve`, `sign`, `send`, `recv`, `expose`, `connect`, `report` and `consume`. */
 export function buildProgram(): Command {
   const program = new Command('edgepipe')
     .description('A pipe broker: stream bytes between hosts that can only make outbound HTTP requests.')
@@ -60,6 +62,8 @@ export function buildProgram(): Command {
   addSendCommand(program, processIo);
   addRecvCommand(program, processIo);
   addTunnelCommands(program, processIo);
+  addReportCommand(program, processIo);
+  addConsumeCommand(program, processIo);
   return program;
 }
 

@@ -30,30 +30,49 @@ export interface CommonTransferFlags {
 
 /** Adds the flags `send` and `recv` share to `command`. */
 export function addCommonTransferOptions(command: Command): Command {
-  return command
-    .addOption(
-      new Option('--server <url>', 'the broker, for a <target> given as a path').env('EDGEPIPE_SERVER'),
-    )
-    .addOption(new Option('--token <token>', 'send Authorization: Bearer <token>').env('EDGEPIPE_TOKEN'))
+  addConnectionOptions(command)
     .option('-n <receivers>', 'the number of receivers (?n=)')
     .option('-q, --quiet', 'no progress, no notices (errors still go to stderr)')
-    .option('--progress <mode>', 'bar (default on a terminal), json (one object a second) or none')
-    .option('--header <line>', "an extra request header, 'Name: value' (repeatable)", collect, [])
-    .option('--retry-base <duration>', 'first backoff step (500ms)')
-    .option('--retry-cap <duration>', 'largest backoff step (30s)')
-    .option('--retry-for <duration>', 'give up after this long without progress; 0 = never (10m)')
+    .option('--progress <mode>', 'bar (default on a terminal), json (one object a second) or none');
+  addRetryOptions(command, '10m')
     .option(
       '--stall-timeout <duration>',
       'drop and resume a connection idle this long mid-transfer; 0 = never (60s)',
     )
     .option('--sha256', 'print the SHA-256 of the plaintext on stderr when done')
-    .option('--expect-sha256 <hex>', 'fail (exit 5) unless the plaintext has this SHA-256')
+    .option('--expect-sha256 <hex>', 'fail (exit 5) unless the plaintext has this SHA-256');
+  return addKeyOptions(command).option(
+    '--no-resume',
+    'start over instead of continuing what an interrupted run left',
+  );
+}
+
+/** The flags that name the broker and authenticate (every client command): --server, --token, --header. */
+export function addConnectionOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option('--server <url>', 'the broker, for a <target> given as a path').env('EDGEPIPE_SERVER'),
+    )
+    .addOption(new Option('--token <token>', 'send Authorization: Bearer <token>').env('EDGEPIPE_TOKEN'))
+    .option('--header <line>', "an extra request header, 'Name: value' (repeatable)", collect, []);
+}
+
+/** The backoff flags; `budget` is the default of --retry-for as the help shows it. */
+export function addRetryOptions(command: Command, budget: string): Command {
+  return command
+    .option('--retry-base <duration>', 'first backoff step (500ms)')
+    .option('--retry-cap <duration>', 'largest backoff step (30s)')
+    .option('--retry-for <duration>', `give up after this long without progress; 0 = never (${budget})`);
+}
+
+/** The end-to-end encryption flags: --passphrase, --key-file. */
+export function addKeyOptions(command: Command): Command {
+  return command
     .option(
       '--passphrase',
       'encrypt end to end with a passphrase (EDGEPIPE_PASSPHRASE, else asked on the terminal)',
     )
-    .option('--key-file <file>', 'encrypt end to end with a 32-byte key from this file (raw, hex or base64)')
-    .option('--no-resume', 'start over instead of continuing what an interrupted run left');
+    .option('--key-file <file>', 'encrypt end to end with a 32-byte key from this file (raw, hex or base64)');
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -103,17 +122,22 @@ export function sizeBytes(value: string | undefined, fallback: number, flag: str
   return Number(match[1]) * 1024 ** power;
 }
 
-/** The retry policy from the flags. */
-export function retryOf(flags: CommonTransferFlags): RetryOptions {
+/** The retry policy from the flags; `budgetMs` is --retry-for's default. */
+export function retryOf(
+  flags: Pick<CommonTransferFlags, 'retryBase' | 'retryCap' | 'retryFor'>,
+  budgetMs = DEFAULT_RETRY.budgetMs,
+): RetryOptions {
   return {
     baseMs: durationMs(flags.retryBase, DEFAULT_RETRY.baseMs, '--retry-base'),
     capMs: durationMs(flags.retryCap, DEFAULT_RETRY.capMs, '--retry-cap'),
-    budgetMs: durationMs(flags.retryFor, DEFAULT_RETRY.budgetMs, '--retry-for'),
+    budgetMs: durationMs(flags.retryFor, budgetMs, '--retry-for'),
   };
 }
 
 /** `--header 'Name: value'` lines as pairs, and the bearer token. */
-export function requestHeaders(flags: CommonTransferFlags): Array<[string, string]> {
+export function requestHeaders(
+  flags: Pick<CommonTransferFlags, 'header' | 'token'>,
+): Array<[string, string]> {
   const pairs: Array<[string, string]> = [];
   for (const line of flags.header ?? []) {
     const colon = line.indexOf(':');
