@@ -4,9 +4,11 @@
 //
 //   edgepipe: `edgepipe serve --redis` (defaults otherwise) on a redis-server of the bench's own with an
 //             append-only file fsynced every second (records survive a crash of either), producers
-//             `edgepipe report fleet/device-<i>` and one `edgepipe consume 'fleet/*' --group <g>`;
+//             `edgepipe report fleet-<round>/device-<i>` and one `edgepipe consume 'fleet-<round>/*'`;
 //   mosquitto: a mosquitto of the bench's own (in memory, its default), producers
-//             `mosquitto_pub -q 1 -l -t fleet/device-<i>` and one `mosquitto_sub -q 1 -t 'fleet/#'`.
+//             `mosquitto_pub -q 1 -l -t fleet-<round>/device-<i>` and one `mosquitto_sub -q 1 -t 'fleet-<round>/#'`.
+//
+// Each round has topics of its own, so no consumer reads an earlier round's records.
 //
 //   (r1) throughput: PRODUCERS producers write RECORDS records of 100 bytes each as fast as their stdin
 //        takes them; records per second at the consumer, from its first record to its last, and the broker's
@@ -141,9 +143,9 @@ async function startEdgepipe(dir) {
   return {
     name: 'edgepipe topics (redis, appendfsync everysec)',
     cpu: () => treeCpuSeconds(server.pid) + treeCpuSeconds(redis.pid),
-    consumer: (round) => [cli, 'consume', 'fleet/*', '--url', url, '--group', `bench-${round}`],
+    consumer: (round) => [cli, 'consume', `fleet-${round}/*`, '--server', url, '--group', 'bench'],
     producer: (device, round, latency) =>
-      `${shellQuote(cli)} report fleet/${device} --url ${url} --device ${device}-${round}` +
+      `${shellQuote(cli)} report fleet-${round}/${device} --server ${url} --device ${device}-${round}` +
       (latency ? ` --batch-ms ${LATENCY_BATCH_MS}` : ''),
     stop: () => {
       server.kill();
@@ -183,9 +185,9 @@ async function startMosquitto(dir) {
       '-i',
       `bench-${round}`,
       '-t',
-      'fleet/#',
+      `fleet-${round}/#`,
     ],
-    producer: (device) => `mosquitto_pub -h 127.0.0.1 -p ${port} -q 1 -l -t fleet/${device}`,
+    producer: (device, round) => `mosquitto_pub -h 127.0.0.1 -p ${port} -q 1 -l -t fleet-${round}/${device}`,
     stop: () => broker.kill(),
   };
 }

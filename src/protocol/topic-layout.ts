@@ -40,6 +40,12 @@ export const TOPIC_HEADERS = {
   dropped: 'Topic-Dropped',
 } as const;
 
+/**
+ * A long-poll answer's count of records (0: it waited in vain). The per-client rate limit charges such a
+ * read, as it charges a pipe request that met nobody; one that delivered costs nothing.
+ */
+export const DELIVERED_HEADER = 'Topic-Delivered';
+
 /** Read parameters and their bounds. */
 export const READ_DEFAULTS = { count: 100, maxCount: 1000, waitMs: 20_000 } as const;
 

@@ -1,7 +1,8 @@
 import type { Context, MiddlewareHandler, Next } from 'hono';
 import type { AccessPolicy, PipeAccess, Refusal } from '../access/access-policy.js';
 import { clientAddressOf, type TrustedProxies } from '../access/client-address.js';
-import { type ClientLimits, type ClientSlot, isRefusal } from '../access/client-limits.js';
+import { type ClientLimits, type ClientSlot, isRefusal, type LimitRefusal } from '../access/client-limits.js';
+import { DELIVERED_HEADER, TOPICS_PREFIX } from '../protocol/topic-layout.js';
 import { dotSegmentIn, dotSegmentReason } from './dot-segments.js';
 import { fail } from './http-error.js';
 import { pipePathOf } from './pipe-target.js';
@@ -72,16 +73,22 @@ export function guardRequests(options: GuardRequestsOptions): MiddlewareHandler 
     const wanted = pipeAccessOf(request.method);
     const path = pipePathOf(url);
     const pipe = !dotSegment && wanted !== undefined && !isReservedPath(path);
+    // Appends, reads and acks of topics are charged like pipe requests: only when they fail or a read
+    // waited in vain. A consumer draining a backlog makes two requests per batch and is not slowed by that.
+    const topic =
+      !dotSegment && (wanted === 'send' || wanted === 'recv') && url.pathname.startsWith(TOPICS_PREFIX);
     // A pipe transfer is charged only if it fails (see ClientLimits). Never counted: a load balancer's
     // health checks (a 429 there would take us out), and preflights (a browser sends one before each
     // upload to a new path; answering one costs no more than answering its 429 would).
     const free = url.pathname === HEALTH_PATH || (request.method === 'OPTIONS' && !dotSegment);
     if (!free) {
-      const limited = limits.admitRequest(client, !(pipe && wanted !== 'inspect'));
+      const limited = limits.admitRequest(client, !((pipe && wanted !== 'inspect') || topic));
       if (limited) fail(429, limited.reason, { 'Retry-After': String(limited.retryAfterSeconds) });
     }
     // Before anything resolves the path (access checks, the broker): refused, not served as another path.
     if (dotSegment) fail(400, dotSegmentReason(dotSegment));
+    if (topic)
+      return topicRequest(c, next, limits.openPipe(client), options.bodyDone, () => limits.charge(client));
     if (!pipe || wanted === undefined) return next();
     if (!access.open) {
       const refusal = await access.checkPipe(request, url, path, wanted);
@@ -105,4 +112,29 @@ export function guardRequests(options: GuardRequestsOptions): MiddlewareHandler 
       else slot.release();
     }
   };
+}
+
+/**
+ * A topic request under the client's caps (a long-poll or a follow stream holds a connection, as a waiting
+ * pipe request does) and charged to its bucket only when it fails (4xx/5xx) or a read waited in vain.
+ */
+async function topicRequest(
+  c: Context,
+  next: Next,
+  slot: ClientSlot | LimitRefusal,
+  bodyDone: (response: Response) => Promise<void> | undefined,
+  charge: () => void,
+): Promise<void> {
+  if (isRefusal(slot)) {
+    charge();
+    fail(429, slot.reason, { 'Retry-After': String(slot.retryAfterSeconds) });
+  }
+  try {
+    await next();
+    if (c.res.status < 400 && c.res.headers.get(DELIVERED_HEADER) !== '0') slot.completed();
+  } finally {
+    const done = bodyDone(c.res);
+    if (done) done.then(slot.release, slot.release);
+    else slot.release();
+  }
 }

@@ -5,6 +5,7 @@ import { RECORD_ID } from '../broker/topic-bounds.js';
 import type { ReadOptions, TopicBounds, TopicStore } from '../broker/topic-types.js';
 import {
   ACK_ACTION,
+  DELIVERED_HEADER,
   EVENT_STREAM_TYPE,
   IDEMPOTENCY_KEY,
   IDEMPOTENCY_KEY_HEADER,
@@ -168,7 +169,12 @@ export function topicsRoute(
     const records = await store!
       .read({ ...options, waitMs, signal: c.req.raw.signal })
       .catch(failWithStoreError);
-    return c.body(ndjsonOf(records), 200, { ...headers, 'Content-Type': NDJSON_TYPE });
+    return c.body(ndjsonOf(records), 200, {
+      ...headers,
+      'Content-Type': NDJSON_TYPE,
+      [DELIVERED_HEADER]: String(records.length),
+      'Access-Control-Expose-Headers': DELIVERED_HEADER,
+    });
   }
 
   async function ack(c: Context, url: URL, target: TopicTarget): Promise<Response> {
