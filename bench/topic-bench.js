@@ -10,6 +10,8 @@
 //
 // Each round has topics of its own, so no consumer reads an earlier round's records.
 //
+// Producers start first; their input starts for all at one moment once they are up (idle on /proc).
+//
 //   (r1) throughput: PRODUCERS producers write RECORDS records of 100 bytes each as fast as their stdin
 //        takes them; records per second at the consumer, from its first record to its last, and the broker's
 //        CPU (edgepipe with its redis-server; mosquitto) per 100,000 records
@@ -40,6 +42,26 @@ const SECONDS = Number(process.env.BENCH_TOPIC_SECONDS ?? 10);
 /** What the latency rows run `edgepipe report` with: a batch leaves after at most this many ms. */
 const LATENCY_BATCH_MS = Number(process.env.BENCH_TOPIC_BATCH_MS ?? 5);
 const RECORD_BYTES = 100;
+/**
+ * Every producer's input starts at one moment, once every producer is up (its processes have stopped using
+ * CPU): 20 Node processes take seconds to start on 2 cores, mosquitto_pub milliseconds, and the rows compare
+ * brokers, not process start-up.
+ */
+const STARTUP_LIMIT_MS = 60_000;
+
+/** Resolves once the process trees of `pids` used no CPU for a while (or after STARTUP_LIMIT_MS). */
+async function settled(pids) {
+  const cpu = () => pids.reduce((sum, pid) => sum + treeCpuSeconds(pid), 0);
+  const started = Date.now();
+  let before = cpu();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = cpu();
+    if (now - before < 0.02 * pids.length || Date.now() - started > STARTUP_LIMIT_MS) return;
+    before = now;
+  }
+}
+
 /** A round that has not seen every record by then is reported as failed, not waited on forever. */
 const ROUND_TIMEOUT_MS = 180_000;
 
@@ -48,10 +70,12 @@ const ROUND_TIMEOUT_MS = 180_000;
  * stdout takes them). Each starts with the time it was written, in ms since the epoch with a fraction.
  */
 const GENERATOR = `
-const [device, count, rate] = process.argv.slice(2).map((v, i) => (i === 0 ? v : Number(v)));
+const [device, countText, rateText, goFile] = process.argv.slice(2);
+const [count, rate] = [Number(countText), Number(rateText)];
 const stamp = () => (performance.timeOrigin + performance.now()).toFixed(3);
 const line = (seq) => { const head = stamp() + ' ' + device + ' ' + seq + ' '; return head + 'x'.repeat(${RECORD_BYTES - 1} - head.length) + '\\n'; };
 let seq = 0;
+const go = () => {
 if (rate === 0) {
   const more = () => { while (seq < count) { if (!process.stdout.write(line(seq++))) return process.stdout.once('drain', more); } };
   more();
@@ -64,6 +88,9 @@ if (rate === 0) {
   };
   tick();
 }
+};
+const wait = () => (require('node:fs').existsSync(goFile) ? go() : setTimeout(wait, 5));
+wait();
 `;
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
@@ -241,20 +268,25 @@ async function round(side, roundName, { count, rate, latency }) {
   const generator = resolve(tmpdir(), `edgepipe-topic-gen-${process.pid}.cjs`);
   writeFileSync(generator, GENERATOR);
   const producers = [];
+  const goFile = resolve(tmpdir(), `edgepipe-topic-go-${process.pid}-${roundName}-${side.name.length}`);
+  rmSync(goFile, { force: true });
   for (let i = 0; i < PRODUCERS; i++) {
     const device = `device-${i}`;
     producers.push(
       startProcess('sh', [
         '-c',
-        `node ${generator} ${device} ${count} ${rate} | ${side.producer(device, roundName, latency)}`,
+        `node ${generator} ${device} ${count} ${rate} ${goFile} | ${side.producer(device, roundName, latency)}`,
       ]),
     );
   }
+  await settled(producers.map((producer) => producer.pid));
+  writeFileSync(goFile, '');
   try {
     await done;
   } finally {
     for (const producer of producers) producer.kill();
     consumer.kill();
+    rmSync(goFile, { force: true });
   }
   await new Promise((r) => setTimeout(r, 300));
   const cpu = side.cpu() - cpuBefore;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FormatError } from '../src/client/format/index.js';
 import { MemoryBatchQueue } from '../src/client/topics/batch-queue.js';
 import { BatchSealer, isSealed, openBatch } from '../src/client/topics/batch-seal.js';
-import { RecordBatcher } from '../src/client/topics/batcher.js';
+import { HOLD_MS, RecordBatcher } from '../src/client/topics/batcher.js';
 import { gzipped } from '../src/client/topics/publisher.js';
 import {
   decodeRecords,
@@ -84,6 +84,52 @@ describe('record batcher (fake time)', () => {
       ['aaaa', 'bbbb'],
       ['cccc', 'dddd'],
     ]);
+  });
+
+  it('while the sender is busy, a batch of age keeps gathering; it leaves once the sender is free', async () => {
+    const clock = new ManualClock();
+    const batches: string[][] = [];
+    let busy = true;
+    const b = new RecordBatcher({
+      maxBytes: 1000,
+      maxMs: 5,
+      clock,
+      onBatch: async (records) => {
+        batches.push(strings(records));
+      },
+      senderBusy: () => busy,
+    });
+    for (const r of ['a', 'b', 'c']) {
+      await b.add(text(r));
+      clock.advance(20);
+      await flushPromises();
+    }
+    expect(batches).toEqual([]);
+    busy = false;
+    clock.advance(5);
+    await flushPromises();
+    expect(batches).toEqual([['a', 'b', 'c']]);
+  });
+
+  it('a busy sender holds a batch HOLD_MS at most', async () => {
+    const clock = new ManualClock();
+    const batches: string[][] = [];
+    const b = new RecordBatcher({
+      maxBytes: 1000,
+      maxMs: 5,
+      clock,
+      onBatch: async (records) => {
+        batches.push(strings(records));
+      },
+      senderBusy: () => true,
+    });
+    await b.add(text('a'));
+    for (let t = 0; t < HOLD_MS - 50; t += 50) clock.advance(50);
+    await flushPromises();
+    expect(batches).toEqual([]);
+    clock.advance(100);
+    await flushPromises();
+    expect(batches).toEqual([['a']]);
   });
 
   it('sends a record larger than the bound alone', async () => {

@@ -10,7 +10,18 @@ export interface BatcherOptions {
   readonly clock: Clock;
   /** Takes a closed batch; the next batch waits until it resolves (backpressure). */
   readonly onBatch: (records: Uint8Array[]) => Promise<void>;
+  /**
+   * True while the sender still has batches to send. A batch that comes of age then keeps gathering (up to
+   * `maxBytes`, or `HOLD_MS` after its first record): closed, it would only wait in the queue as one more
+   * request. So a reporter whose sends take longer than `maxMs` sends fewer, larger batches instead of
+   * falling behind one small request at a time (measured: 20 reporters at 25 records/s each with
+   * `--batch-ms 5` on 2 cores fell 10 s behind).
+   */
+  readonly senderBusy?: () => boolean;
 }
+
+/** How long a batch may keep gathering past `maxMs` while the sender is busy (or `maxMs`, if longer). */
+export const HOLD_MS = 1000;
 
 /**
  * Gathers records into batches by size (`--batch-bytes`) and age (`--batch-ms`). Batches go out one at a
@@ -20,6 +31,8 @@ export interface BatcherOptions {
 export class RecordBatcher {
   private records: Uint8Array[] = [];
   private bytes = 0;
+  /** When the gathering batch's first record came. */
+  private firstAt = 0;
   private cancelTimer: (() => void) | undefined;
   /** The batch being handed on; every flush waits for the one before it. */
   private chain: Promise<void> = Promise.resolve();
@@ -39,11 +52,23 @@ export class RecordBatcher {
     if (this.bytes >= this.options.maxBytes) {
       await this.flush();
     } else if (this.records.length === 1 && !this.cancelTimer) {
-      this.cancelTimer = this.options.clock.setTimeout(() => {
-        this.cancelTimer = undefined;
-        this.flush().catch(() => {});
-      }, this.options.maxMs);
+      this.firstAt = this.options.clock.now();
+      this.closeAfter(this.options.maxMs);
     }
+  }
+
+  private closeAfter(ms: number): void {
+    const { clock, maxMs, senderBusy } = this.options;
+    this.cancelTimer = clock.setTimeout(() => {
+      this.cancelTimer = undefined;
+      const held = clock.now() - this.firstAt;
+      if (senderBusy?.() && held < Math.max(maxMs, HOLD_MS)) {
+        // Looked at again soon: the batch leaves as soon as the sender is free.
+        this.closeAfter(Math.max(1, Math.min(maxMs, 50)));
+        return;
+      }
+      this.flush().catch(() => {});
+    }, ms);
   }
 
   /** Hands on what is gathered (at the end of input), and waits for every batch before it. */

@@ -49,6 +49,8 @@ export async function report(options: ReportOptions): Promise<ReportResult> {
   let batches = 0;
   let records = 0;
   let refused = 0;
+  // Batches of this run queued and not yet stored by the server.
+  let unsent = 0;
   const batcher = new RecordBatcher({
     maxBytes: options.batchBytes,
     maxMs: options.batchMs,
@@ -56,7 +58,9 @@ export async function report(options: ReportOptions): Promise<ReportResult> {
     onBatch: async (batch) => {
       const body = options.sealer ? encodeRecords([await options.sealer.seal(batch)]) : encodeRecords(batch);
       await queue.put(body, batch.length, options.markOf?.(batch));
+      unsent += 1;
     },
+    senderBusy: () => unsent > 0,
   });
   // The sender stops the reader when it fails for good, so neither waits on the other forever.
   const stop = new AbortController();
@@ -87,6 +91,7 @@ export async function report(options: ReportOptions): Promise<ReportResult> {
         options.onEvent?.({ type: 'notice', text: `dropped batch ${batch.key}: ${error.message}` });
       }
       await queue.remove(batch);
+      unsent = Math.max(0, unsent - 1);
     }
   })();
   sending.catch((error: unknown) => stop.abort(error));
