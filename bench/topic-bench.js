@@ -37,7 +37,7 @@ import { treeCpuSeconds } from './proc-stats.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PRODUCERS = Number(process.env.BENCH_TOPIC_PRODUCERS ?? 20);
 const RECORDS = Number(process.env.BENCH_TOPIC_RECORDS ?? 5000);
-const RATE = Number(process.env.BENCH_TOPIC_RATE ?? 25);
+const RATE = Number(process.env.BENCH_TOPIC_RATE ?? 10);
 const SECONDS = Number(process.env.BENCH_TOPIC_SECONDS ?? 10);
 /** What the latency rows run `edgepipe report` with: a batch leaves after at most this many ms. */
 const LATENCY_BATCH_MS = Number(process.env.BENCH_TOPIC_BATCH_MS ?? 5);
@@ -310,6 +310,13 @@ const quantile = (values, q) => {
 export async function measureTopics({ rounds = 3, log = (line) => process.stderr.write(`${line}\n`) } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'edgepipe-topic-bench-'));
   const sides = [];
+  // The brokers run in process groups of their own: an interrupted bench must not leave them behind.
+  const interrupted = () => {
+    for (const side of sides) side.stop();
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     if (has('redis-server')) sides.push(await startEdgepipe(dir));
     else log('redis-server is missing: the edgepipe topic rows are left out.');
@@ -332,6 +339,8 @@ export async function measureTopics({ rounds = 3, log = (line) => process.stderr
     }
     return results;
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     for (const side of sides) side.stop();
     rmSync(dir, { recursive: true, force: true });
   }
