@@ -276,6 +276,22 @@ export function runTopicTests({ name, newStore, serverTime }: TopicContractOptio
       expect(await left).toEqual([]);
     });
 
+    it('wakes a waiting namespace read for a topic that appears while it waits', async () => {
+      const { store, read } = await open();
+      await store.append({ topic: 'news/d0', records: [bytes('old')] });
+      const first = await read({ topic: undefined, prefix: 'news', consumer: 'c' });
+      await store.ack({ prefix: 'news', group: 'g', records: first.map(({ topic, id }) => ({ topic, id })) });
+      const waiting = read({ topic: undefined, prefix: 'news', consumer: 'c', waitMs: 10_000 });
+      expect(await isPending(waiting)).toBe(true);
+      await store.append({ topic: 'news/d1', records: [bytes('fresh')] });
+      // Well before a blocked read would look again on its own (Redis: after its 1 s slice).
+      const answer = await Promise.race([
+        waiting,
+        new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), 600)),
+      ]);
+      expect(answer === 'late' ? answer : texts(answer)).toEqual(['fresh']);
+    });
+
     it('refuses a new topic past maxTopics, and still appends to the ones it has', async () => {
       const { store } = await open({ maxTopics: 2 });
       await store.append({ topic: 'n/1', records: [bytes('x')] });

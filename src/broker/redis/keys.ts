@@ -51,11 +51,15 @@ export function topicKeys(prefix: string, namespace: string, topic: string): Top
   };
 }
 
-/** Keys of a namespace: its topic index (a set, bounded by `maxTopics`) and its groups (hash: name → start). */
+/**
+ * Keys of a namespace: its topic index (a set, bounded by `maxTopics`), its groups (hash: name → start), and
+ * a stream of one entry that a new topic's first append writes, so that a waiting namespace read wakes for
+ * a topic that did not exist when it began to wait.
+ */
 export function namespaceKeys(
   prefix: string,
   namespace: string,
-): { readonly index: string; readonly groups: string } {
+): { readonly index: string; readonly groups: string; readonly announce: string } {
   const tag = `${prefix}{${namespace}}`;
-  return { index: `${tag}:topics`, groups: `${tag}:groups` };
+  return { index: `${tag}:topics`, groups: `${tag}:groups`, announce: `${tag}:new` };
 }

@@ -88,6 +88,7 @@ export class RedisTopics implements TopicStore {
       keys.meta,
       namespaceKeys(this.options.keyPrefix, namespace).index,
       keys.idempotency(idempotencyKey ?? ''),
+      namespaceKeys(this.options.keyPrefix, namespace).announce,
       topic,
       this.options.maxTopics,
       bounds.maxRecords,
@@ -118,7 +119,7 @@ export class RedisTopics implements TopicStore {
       for (;;) {
         const { records, newest } = await this.readOnce(options, namespace, current);
         if (records.length > 0 || options.waitMs <= 0 || ended.signal.aborted) return records;
-        await this.waitForNew(current, namespace, newest, ended.signal);
+        await this.waitForNew(current, namespace, newest, options.prefix !== undefined, ended.signal);
         if (ended.signal.aborted) return [];
         // A namespace read looks for topics that appeared while it waited.
         if (options.prefix !== undefined) current = await this.topicsOf(options);
@@ -234,28 +235,36 @@ export class RedisTopics implements TopicStore {
     return { records, newest: (reply[1] as string[]).map(String) };
   }
 
-  /** Waits until a topic gets a record newer than `newest`, for one slice at most. */
+  /**
+   * Waits until a topic gets a record newer than `newest` or, for a namespace read, a new topic appears,
+   * for one slice at most.
+   */
   private async waitForNew(
     topics: readonly string[],
     namespace: string,
     newest: readonly string[],
+    namespaceRead: boolean,
     signal: AbortSignal,
   ): Promise<void> {
-    if (topics.length === 0) return pause(POLL_MS, signal);
+    if (topics.length === 0 && !namespaceRead) return pause(POLL_MS, signal);
     const connection = this.acquire();
     if (!connection) return pause(POLL_MS, signal);
     const streams = topics.map((topic) => topicKeys(this.options.keyPrefix, namespace, topic).stream);
-    const blocked = connection
-      .xread('COUNT', 1, 'BLOCK', BLOCK_SLICE_MS, 'STREAMS', ...streams, ...newest)
-      .then(
-        () => this.release(connection),
-        () => {
-          // A failed connection is dropped, not reused; the next read opens another.
-          this.all.delete(connection);
-          this.blocking--;
-          connection.disconnect();
-        },
-      );
+    const ids = [...newest];
+    // '$': a topic created from now on (one created since the read looked is seen at the slice's end).
+    if (namespaceRead) {
+      streams.push(namespaceKeys(this.options.keyPrefix, namespace).announce);
+      ids.push('$');
+    }
+    const blocked = connection.xread('COUNT', 1, 'BLOCK', BLOCK_SLICE_MS, 'STREAMS', ...streams, ...ids).then(
+      () => this.release(connection),
+      () => {
+        // A failed connection is dropped, not reused; the next read opens another.
+        this.all.delete(connection);
+        this.blocking--;
+        connection.disconnect();
+      },
+    );
     await Promise.race([blocked, pause(BLOCK_SLICE_MS + 1000, signal)]);
   }
 

@@ -55,13 +55,13 @@ end
 /**
  * Appends a batch with its idempotency key, then trims the topic: one atomic step, so a batch is stored
  * exactly once or not at all, and a retry finds the first answer.
- * KEYS: [1] stream, [2] meta hash, [3] namespace index set, [4] idempotency key
+ * KEYS: [1] stream, [2] meta hash, [3] namespace index set, [4] idempotency key, [5] namespace announce stream
  * ARGV: [1] topic, [2] maxTopics, [3] maxRecords, [4] maxBytes, [5] oldest ms kept (age bound), [6] now ms,
  *       [7] idempotency window ms ('0': no key), [8..] the records
  * Output: {'ok', count, first id, last id, replay 0|1} | {'err', 'topics'}
  */
 export const topicAppendScript: ScriptDefinition = {
-  numberOfKeys: 4,
+  numberOfKeys: 5,
   lua: `${TRIM}
 if ARGV[7] ~= '0' then
   local seen = redis.call('GET', KEYS[4])
@@ -73,6 +73,7 @@ end
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then
   if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[2]) then return {'err', 'topics'} end
   redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('XADD', KEYS[5], 'MAXLEN', '1', '*', 't', ARGV[1])
 end
 local ms = ARGV[6]
 local lastms = redis.call('HGET', KEYS[2], 'lastms')
