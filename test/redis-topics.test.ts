@@ -62,11 +62,25 @@ describe('redis topics: waiting reads', () => {
     try {
       const before = await clients();
       const waiting = Array.from({ length: MAX_BLOCKING_CONNECTIONS + 8 }, (_, i) => {
-        // Each reader first sees its topic exist, then waits for its next record.
+        // Each reader first takes and acknowledges what its topic holds, then waits for its next record.
         return store
           .append({ topic: `w/${i}`, records: [new TextEncoder().encode('first')] })
           .then(() =>
-            store.read({ topic: `w/${i}`, group: 'g', consumer: 'c', count: 10, waitMs: 0, start: 'latest' }),
+            store.read({
+              topic: `w/${i}`,
+              group: 'g',
+              consumer: 'c',
+              count: 10,
+              waitMs: 0,
+              start: 'earliest',
+            }),
+          )
+          .then((taken) =>
+            store.ack({
+              topic: `w/${i}`,
+              group: 'g',
+              records: taken.map(({ topic, id }) => ({ topic, id })),
+            }),
           )
           .then(() =>
             store.read({
@@ -75,7 +89,7 @@ describe('redis topics: waiting reads', () => {
               consumer: 'c',
               count: 10,
               waitMs: 10_000,
-              start: 'latest',
+              start: 'earliest',
             }),
           );
       });
