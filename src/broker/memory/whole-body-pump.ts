@@ -80,23 +80,10 @@ export async function pumpWholeBody(
 
 /** Bytes a read may take at once where the body is a byte stream (workerd's request bodies are). */
 const READ_BYTES = 64 * 1024;
-/**
- * Bytes a read waits for where the runtime can (workerd's `readAtLeast`), or the end of the body: a plain
- * BYOB read takes what has arrived, and a chunked upload arrives in 2 to 4 KB pieces, one JS turn each
- * (measured in the bench: 16 to 18 MiB/s through a Durable Object against 41 with a native pipe). The idle
- * timeout then means "less than this in `idleMs`", far below any live upload's pace.
- */
-const MIN_READ_BYTES = 32 * 1024;
-
-/** workerd's BYOB reader extension: resolves once `min` bytes are in `view`, or at the end of the stream. */
-interface ReadAtLeast {
-  readAtLeast(min: number, view: Uint8Array): Promise<ReadableStreamReadResult<Uint8Array>>;
-}
 
 /**
- * Reads of `MIN_READ_BYTES` to `READ_BYTES` where the runtime offers `readAtLeast` (workerd), else of up to
- * `READ_BYTES` (a BYOB read takes whatever has arrived): fewer reads, and JS turns, per MiB than the 2 to 4 KB
- * chunks a default reader gives under workerd. A plain stream is read as it is.
+ * Reads of up to `READ_BYTES`: a BYOB read takes whatever has arrived, so there are fewer reads (and JS turns)
+ * per MiB than the 2 to 4 KB chunks a default reader gives under workerd; a plain stream is read as it is.
  */
 function chunkReader(body: ReadableStream<Uint8Array>): {
   read(): Promise<ReadableStreamReadResult<Uint8Array>>;
@@ -109,11 +96,9 @@ function chunkReader(body: ReadableStream<Uint8Array>): {
     return body.getReader();
   }
   const reader = byob;
-  const atLeast = (reader as Partial<ReadAtLeast>).readAtLeast?.bind(reader);
   return {
     read: async () => {
-      const view = new Uint8Array(READ_BYTES);
-      const result = atLeast ? await atLeast(MIN_READ_BYTES, view) : await reader.read(view);
+      const result = await reader.read(new Uint8Array(READ_BYTES));
       return result.done ? { done: true, value: undefined } : { done: false, value: result.value };
     },
     cancel: () => reader.cancel(),
