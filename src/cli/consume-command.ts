@@ -5,20 +5,16 @@ import type { Command } from 'commander';
 import { UsageError } from '../client/errors.js';
 import { type ConsumedRecord, consume } from '../client/topics/consumer.js';
 import { encodeRecords } from '../client/topics/record-framing.js';
-import type { TopicEvent } from '../client/topics/topic-events.js';
 import { topicUrl } from '../client/topics/topic-url.js';
-import { systemClock } from '../client/transfer-events.js';
 import { TOPIC_SEGMENT } from '../protocol/topic-layout.js';
-import { clientFetch } from './client-fetch.js';
 import { type KeyFlags, keyOf } from './format-choice.js';
 import { nodeChunkCipher } from './node-chunk-cipher.js';
+import { topicRequestOptions } from './topic-request-options.js';
 import {
   addConnectionOptions,
   addKeyOptions,
   addRetryOptions,
   durationMs,
-  requestHeaders,
-  retryOf,
   sizeBytes,
 } from './transfer-options.js';
 import type { TransferIo } from './transfer-outcome.js';
@@ -43,8 +39,6 @@ export interface ConsumeFlags extends KeyFlags {
   readonly maxAnswer?: string;
   readonly quiet?: boolean;
 }
-
-const REQUEST_TIMEOUT_MS = 30_000;
 
 /** Adds `edgepipe consume` to `program`. */
 export function addConsumeCommand(program: Command, io: TransferIo): void {
@@ -122,18 +116,7 @@ async function runConsume(topic: string, flags: ConsumeFlags, io: TransferIo): P
     handle: flags.exec
       ? (records) => runExec(flags.exec!, records, binary, execTimeoutMs, notice)
       : (records) => print(io.stdout, records, binary),
-    headers: requestHeaders(flags),
-    fetch: clientFetch(),
-    retry: retryOf(flags, 0),
-    clock: systemClock,
-    requestTimeoutMs: REQUEST_TIMEOUT_MS,
-    signal,
-    onEvent: (event: TopicEvent) => {
-      // The first failure and every tenth: an outage of minutes should not fill the log.
-      if (event.type === 'retrying' && (event.attempt === 1 || event.attempt % 10 === 0)) {
-        notice(`${event.reason}; trying again in ${event.inMs} ms (try ${event.attempt})`);
-      } else if (event.type === 'notice') notice(event.text);
-    },
+    ...topicRequestOptions(flags, signal, notice),
   });
 }
 

@@ -6,22 +6,18 @@ import { type InputMark, MemoryBatchQueue } from '../client/topics/batch-queue.j
 import { BatchSealer } from '../client/topics/batch-seal.js';
 import { FramingError, LineDecoder, RecordDecoder } from '../client/topics/record-framing.js';
 import { report } from '../client/topics/reporter.js';
-import type { TopicEvent } from '../client/topics/topic-events.js';
 import { topicUrl } from '../client/topics/topic-url.js';
-import { systemClock } from '../client/transfer-events.js';
 import { systemClock as systemTimers } from '../clock.js';
-import { clientFetch } from './client-fetch.js';
 import { followFile } from './follow-file.js';
 import { type KeyFlags, keyOf } from './format-choice.js';
 import { nodeChunkCipher } from './node-chunk-cipher.js';
 import { ReportSpool } from './report-spool.js';
+import { topicRequestOptions } from './topic-request-options.js';
 import {
   addConnectionOptions,
   addKeyOptions,
   addRetryOptions,
   durationMs,
-  requestHeaders,
-  retryOf,
   sizeBytes,
 } from './transfer-options.js';
 import type { TransferIo } from './transfer-outcome.js';
@@ -56,8 +52,6 @@ const DEFAULT_BATCH_MS = 1000;
 const DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024;
 /** The server's default `topics.maxRecordBytes`. */
 const DEFAULT_MAX_RECORD = 64 * 1024;
-/** One request, answer included; a batch is small, so this is generous. */
-const REQUEST_TIMEOUT_MS = 30_000;
 const DEVICE_ID = /^[A-Za-z0-9._~-]{1,64}$/;
 
 /** Adds `edgepipe report` to `program`. */
@@ -150,18 +144,7 @@ async function runReport(topic: string, flags: ReportFlags, io: TransferIo): Pro
       timers: systemTimers,
       gzip: flags.gzip,
       ...(key ? { sealer: new BatchSealer(key, { cipher: nodeChunkCipher }) } : {}),
-      headers: requestHeaders(flags),
-      fetch: clientFetch(),
-      retry: retryOf(flags, 0),
-      clock: systemClock,
-      requestTimeoutMs: REQUEST_TIMEOUT_MS,
-      signal,
-      onEvent: (event: TopicEvent) => {
-        // The first failure and every tenth: an outage of minutes should not fill the log.
-        if (event.type === 'retrying' && (event.attempt === 1 || event.attempt % 10 === 0)) {
-          notice(`${event.reason}; trying again in ${event.inMs} ms (try ${event.attempt})`);
-        } else if (event.type === 'notice') notice(event.text);
-      },
+      ...topicRequestOptions(flags, signal, notice),
     });
     notice(
       `reported ${result.records} records in ${result.batches} batches` +
