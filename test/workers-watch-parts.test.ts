@@ -96,6 +96,41 @@ describe('pumpWholeBody', () => {
     await new Response(pass.readable).arrayBuffer();
     await pumped;
   });
+
+  it('reads a byte stream into buffers sized after the last read (8 KiB to 64 KiB), bytes intact', async () => {
+    // What the body offers per pull, as workerd does: pieces of these sizes, cut to the buffer offered.
+    const pieces = [4096, 20, 4096, 8192, 16384, 100_000, 100_000, 3000];
+    const offered: number[] = [];
+    let sent = 0;
+    const byteSource: UnderlyingByteSource = {
+      type: 'bytes',
+      pull(controller) {
+        const request = controller.byobRequest!;
+        const view = request.view!;
+        offered.push(view.byteLength);
+        const piece = pieces.shift();
+        if (piece === undefined) {
+          controller.close();
+          request.respond(0);
+          return;
+        }
+        const n = Math.min(piece, view.byteLength);
+        const bytes = new Uint8Array(view.buffer, view.byteOffset, n);
+        for (let i = 0; i < n; i++) bytes[i] = (sent + i) % 251;
+        sent += n;
+        request.respond(n);
+      },
+    };
+    const body = new ReadableStream(byteSource) as ReadableStream<Uint8Array>;
+    const pass = new TransformStream<Uint8Array, Uint8Array>();
+    const pumped = pumpWholeBody(body, pass.writable, new ManualClock(), 1000);
+    const received = new Uint8Array(await new Response(pass.readable).arrayBuffer());
+    await pumped;
+    // A fixed 64 KiB per read allocated 16x the bytes of a 4 KB piece (issue 16).
+    expect(offered.slice(0, 8)).toEqual([8192, 8192, 8192, 8192, 16384, 32768, 65536, 65536]);
+    expect(received.byteLength).toBe(sent);
+    expect(received.every((byte, i) => byte === i % 251)).toBe(true);
+  });
 });
 
 describe('WatchReporter', () => {
