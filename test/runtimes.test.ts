@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -208,6 +208,29 @@ describe('workers on Durable Objects (no Redis)', () => {
     seesIdleDisconnect: false,
     seesLeaveOfOneOfMany: false,
     topics: false,
+  });
+
+  it('dev:worker does not reload when wrangler.toml is touched: a pipe in flight goes on', async () => {
+    const url = `${worker.url}/do/touched`;
+    const receiving = fetch(url).then(async (response) => new Uint8Array(await response.arrayBuffer()));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    let pieces = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        if (pieces === 5) {
+          // wrangler watched the file even with watch: false, and reloaded the Worker on a new mtime.
+          const now = new Date();
+          utimesSync(join(repoRoot, 'wrangler.toml'), now, now);
+        }
+        if (pieces++ === 20) controller.close();
+        else controller.enqueue(new Uint8Array(1000).fill(pieces));
+      },
+    });
+    const sent = await fetch(url, { method: 'PUT', body, duplex: 'half' } as RequestInit);
+    expect(await sent.text()).toContain('All receiver(s) was/were received successfully.');
+    expect((await receiving).byteLength).toBe(20_000);
+    expect(worker.output()).not.toContain('Reloading');
   });
 
   it('signed URLs: the object checks them (Web Crypto on workerd) and moves the bytes', async () => {

@@ -68,9 +68,16 @@ function wranglerDev(vars: Record<string, string>, host: string, port: string, e
   );
 }
 
+/**
+ * wrangler watches wrangler.toml even with `watch: false`, and reloads the Worker when the file's mtime
+ * changes (a `touch` does): every open pipe is cut, and a request in flight gets wrangler's 503 "Your worker
+ * restarted mid-request". This command builds once and runs what it built, as `watch: false` says.
+ */
+const NO_CONFIG_WATCH = { WRANGLER_CI_DISABLE_CONFIG_WATCHING: 'true' };
+
 /** The Worker through wrangler's API, inspector off; wrangler logs `Ready on <url>` and every request. */
 async function startWorker(vars: Record<string, string>, host: string, port: string, testScheduled: boolean) {
-  Object.assign(process.env, NO_DRAINING);
+  Object.assign(process.env, NO_DRAINING, NO_CONFIG_WATCH);
   const { unstable_startWorker } = await import('wrangler');
   const worker = await unstable_startWorker({
     config: WRANGLER_TOML,
