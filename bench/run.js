@@ -20,6 +20,7 @@
 // out.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -153,21 +154,38 @@ function run(command) {
 /** What the server may still do after a transfer ends (closing, collecting) is its CPU too: read this later. */
 const CPU_SETTLE_MS = 300;
 
+/** A file of `bytes` zeros in bench/.work (sparse: nothing is written), for uploads with a declared length. */
+function zerosFile(bytes) {
+  const dir = join(root, 'bench/.work');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `zeros-${bytes}`);
+  if (!existsSync(file)) {
+    writeFileSync(file, '');
+    truncateSync(file, bytes);
+  }
+  return file;
+}
+
 /**
  * (a) Streams `GIB` GiB of zeros with curl at both ends (`bytes` instead for a warm-up); returns MiB/s and
- * server CPU s per GiB, the CPU of the server's whole process tree read before and 0.3 s after.
+ * server CPU s per GiB, the CPU of the server's whole process tree read before and 0.3 s after. The upload is
+ * curl's from stdin (chunked), or, for a `declared` row, from a file (Content-Length). Local workerd answers
+ * no `Expect: 100-continue`, so curl would wait 2 s before every upload to a Worker: those rows send none.
  */
 async function throughput(server, round, bytes = server.gib * 1024 ** 3) {
   const path = `bench-a-${round}`;
   const cpuBefore = server.serverCpu();
   const redisBefore = server.redis ? cpuSeconds(server.redis.pid) : 0;
+  const upload = `curl -sSf${server.noExpect ? " -H 'Expect:'" : ''}`;
+  const from = server.declared ? `-T '${zerosFile(bytes)}'` : `-T -`;
+  const input = server.declared ? '' : `head -c ${bytes} /dev/zero | `;
   const started = performance.now();
   if (server.echo) {
     // One request whose response is its own body: the sender is its own receiver.
-    await run(`head -c ${bytes} /dev/zero | curl -sSf -T - -o /dev/null '${server.sendUrl(path)}'`);
+    await run(`${input}${upload} ${from} -o /dev/null '${server.sendUrl(path)}'`);
   } else {
     const receiver = run(`curl -sSf -o /dev/null '${server.recvUrl(path)}'`);
-    const sender = run(`head -c ${bytes} /dev/zero | curl -sSf -T - '${server.sendUrl(path)}' > /dev/null`);
+    const sender = run(`${input}${upload} ${from} '${server.sendUrl(path)}' > /dev/null`);
     await Promise.all([receiver, sender]);
   }
   const seconds = (performance.now() - started) / 1000;
@@ -352,6 +370,7 @@ async function main() {
         {
           ...target(`workers (redis, ${workersGib * 1024} MiB)`, workers, workers, redis, workersGib),
           perRequest: true,
+          noExpect: true,
         },
       );
     }
@@ -376,18 +395,34 @@ async function main() {
     });
     processes.push(objects, echo);
     const workersGib = Math.min(GIB, 0.25);
+    const mib = workersGib * 1024;
+    const objectsRow = (name, extra) => ({
+      ...target(name, objects, objects, undefined, workersGib),
+      perRequest: true,
+      noExpect: true,
+      ...extra,
+    });
+    const echoRow = (name, extra) => ({
+      ...target(name, echo, echo, undefined, workersGib),
+      echo: true,
+      noExpect: true,
+      ...extra,
+    });
+    // The same bytes again with a declared length (`curl -T file`): local workerd hands a chunked body to
+    // the Worker in 24- and 4072-byte pieces, a Content-Length body in far larger ones. Throughput only.
     targets.push(
-      {
-        ...target(
-          `workers (durable objects, ${workersGib * 1024} MiB)`,
-          objects,
-          objects,
-          undefined,
-          workersGib,
-        ),
-        perRequest: true,
-      },
-      { ...target(`workers echo (${workersGib * 1024} MiB)`, echo, echo, undefined, workersGib), echo: true },
+      objectsRow(`workers (durable objects, ${mib} MiB)`, { ratio: 'objects' }),
+      echoRow(`workers echo (${mib} MiB)`, { ratio: 'echo' }),
+      objectsRow(`workers (durable objects, ${mib} MiB, Content-Length)`, {
+        ratio: 'objects-declared',
+        declared: true,
+        throughputOnly: true,
+      }),
+      echoRow(`workers echo (${mib} MiB, Content-Length)`, {
+        ratio: 'echo-declared',
+        declared: true,
+        throughputOnly: true,
+      }),
     );
   }
   const piping = process.env.BENCH_PIPING === '0' ? undefined : await pipingServerEntry();
@@ -409,7 +444,7 @@ async function main() {
     // Warm up every server (JIT, buffers, connection pools) before measuring: 64 MiB and 50 small transfers.
     for (const server of targets) {
       await throughput(server, 'warm', Math.min(64 * 1024 ** 2, server.gib * 1024 ** 3));
-      await latencies(server, 'warm', 50);
+      if (!server.throughputOnly) await latencies(server, 'warm', 50);
     }
     for (let round = 0; round < ROUNDS; round++) {
       // Order flipped each round: no server always runs right after the same neighbour.
@@ -422,10 +457,10 @@ async function main() {
         r.redisCpu.push(a.redisCpuPerGiB);
         // The echo Worker is no pipe: its latency is one 1 KiB request answered with itself, the floor of
         // any request through workerd (a pipe takes two).
-        const lat = await latencies(server, round);
+        const lat = server.throughputOnly ? [Number.NaN] : await latencies(server, round);
         r.p50.push(quantile(lat, 0.5));
         r.p99.push(quantile(lat, 0.99));
-        r.c.push(server.echo ? Number.NaN : await concurrent(server, round));
+        r.c.push(server.echo || server.throughputOnly ? Number.NaN : await concurrent(server, round));
         process.stderr.write(
           `round ${round + 1}/${ROUNDS} ${server.name}: ${a.mibPerSecond.toFixed(0)} MiB/s, ` +
             `p50 ${quantile(lat, 0.5).toFixed(2)} ms, p99 ${quantile(lat, 0.99).toFixed(2)} ms\n`,
@@ -510,11 +545,15 @@ async function main() {
   if (clients) printClientTable(clients);
   if (tunnels) printTunnelTable(tunnels);
   if (topics) printTopicTable(topics, ROUNDS);
-  const objects = [...results].find(([name]) => name.startsWith('workers (durable objects'))?.[1];
-  const echo = [...results].find(([name]) => name.startsWith('workers echo'))?.[1];
+  const byRatio = (role) => results.get(targets.find((t) => t.ratio === role)?.name);
+  const objects = byRatio('objects');
+  const echo = byRatio('echo');
   if (objects && echo) {
+    const declared = byRatio('objects-declared');
+    const echoDeclared = byRatio('echo-declared');
     console.log(
-      `\nworkers (durable objects) / workers echo: throughput ${(median(objects.a) / median(echo.a)).toFixed(2)}× (target ≥ 0.8); ` +
+      `\nworkers (durable objects) / workers echo: throughput ${(median(objects.a) / median(echo.a)).toFixed(2)}× (target ≥ 0.8), ` +
+        `${(median(declared.a) / median(echoDeclared.a)).toFixed(2)}× with Content-Length; ` +
         `1 KiB p50 / edgepipe (memory) on Node: ${(median(objects.p50) / median(results.get('edgepipe (memory)').p50)).toFixed(2)}× (target ≤ 2); ` +
         `the echo Worker's own 1 KiB round trip / Node's pipe: ${(median(echo.p50) / median(results.get('edgepipe (memory)').p50)).toFixed(2)}× (the floor)`,
     );
