@@ -81,14 +81,15 @@ export class RedisTopics implements TopicStore {
   async append({ topic, records, idempotencyKey }: AppendOptions): Promise<AppendResult> {
     const namespace = namespaceOf(topic);
     const keys = topicKeys(this.options.keyPrefix, namespace, topic);
+    const space = namespaceKeys(this.options.keyPrefix, namespace);
     const now = this.clock.now();
     const bounds = this.options.boundsOf(topic);
     const reply = (await this.appendCall(
       keys.stream,
       keys.meta,
-      namespaceKeys(this.options.keyPrefix, namespace).index,
+      space.index,
       keys.idempotency(idempotencyKey ?? ''),
-      namespaceKeys(this.options.keyPrefix, namespace).announce,
+      space.announce,
       topic,
       this.options.maxTopics,
       bounds.maxRecords,
