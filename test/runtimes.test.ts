@@ -42,6 +42,24 @@ async function signedPath(scope: 'send' | 'recv', path: string): Promise<string>
   return `${path}?${await signedQuery(new SigningKeys([SECRET]), { scope, path, prefix: false, expiresAt })}`;
 }
 
+/**
+ * The answers (status and body) to `count` uploads of `bytes` each, four at a time, to `url`: every one
+ * refused by the app before it reads the body.
+ */
+async function refusedUploads(url: string, count: number, bytes: number): Promise<string[]> {
+  const answers: string[] = [];
+  const body = new Uint8Array(bytes).fill(1);
+  let started = 0;
+  const uploader = async () => {
+    while (started++ < count) {
+      const answer = await fetch(url, { method: 'PUT', body });
+      answers.push(`${answer.status} ${await answer.text()}`);
+    }
+  };
+  await Promise.all([uploader(), uploader(), uploader(), uploader()]);
+  return answers;
+}
+
 for (const [name, start] of Object.entries(RUNTIMES)) {
   describe(name, () => {
     let server: ServerProcess;
@@ -233,6 +251,32 @@ describe('workers on Durable Objects (no Redis)', () => {
     expect(worker.output()).not.toContain('Reloading');
   });
 
+  it('a refused upload gets the app\'s answer, never wrangler\'s 503 "restarted mid-request"', async () => {
+    // Under wrangler dev, a response that leaves the body unread lost the connection to wrangler's proxy,
+    // which answered its own 503 instead of the 409 (one PUT in two at 200 kB).
+    const url = `${worker.url}/do/busy`;
+    const holding = new AbortController();
+    const held = new ReadableStream<Uint8Array>({
+      start: (controller) => controller.enqueue(new Uint8Array(10)),
+    });
+    const holder = fetch(url, {
+      method: 'PUT',
+      body: held,
+      duplex: 'half',
+      signal: holding.signal,
+    } as RequestInit);
+    holder.catch(() => {});
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const answers = await refusedUploads(url, 60, 256 * 1024);
+      expect(answers).toHaveLength(60);
+      const conflict = "409 [ERROR] Another sender has been connected on '/do/busy'.\n";
+      expect(answers.filter((answer) => answer !== conflict)).toEqual([]);
+    } finally {
+      holding.abort();
+    }
+  });
+
   it('signed URLs: the object checks them (Web Crypto on workerd) and moves the bytes', async () => {
     const signedWorker = await startWorker({
       EDGEPIPE_CONFIG: JSON.stringify({ auth: { mode: 'signed' } }),
@@ -301,6 +345,16 @@ describe('workers without Redis', () => {
         "cannot pass bytes between requests there, as one request may not touch another's stream).\n",
     );
     expect(await (await fetch(`${worker.url}/help`)).text()).toContain('curl -T myfile');
+  });
+
+  it('a refused upload gets the Worker\'s own answer, never wrangler\'s 503 "restarted mid-request"', async () => {
+    const answers = await refusedUploads(`${worker.url}/some/pipe`, 60, 256 * 1024);
+    expect(answers).toHaveLength(60);
+    expect(
+      answers.filter(
+        (answer) => !answer.startsWith('503 [ERROR] edgepipe on Cloudflare Workers needs a Redis'),
+      ),
+    ).toEqual([]);
   });
 
   it('says so on /_/health: 503 with the reason, not "ok" while every pipe is refused', async () => {

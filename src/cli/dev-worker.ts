@@ -45,6 +45,7 @@ function workerVars(env: Record<string, string | undefined>): Record<string, str
  * has returned its Response (templates/middleware/middleware-ensure-req-body-drained.ts). A sender's
  * transcript is returned while the upload is still being read, locked to the transfer's reader, so it logged
  * "Failed to drain the unused request body ... locked" for every PUT; deployed Workers have no such middleware.
+ * The Worker reads the unread body of a request it refuses itself, within bounds (drain-refused-body.ts).
  */
 const NO_DRAINING = { WRANGLER_DISABLE_REQUEST_BODY_DRAINING: 'true' };
 

@@ -10,6 +10,7 @@ import { TOPICS_PREFIX } from '../../protocol/topic-layout.js';
 import { pipePathOf } from '../../routes/pipe-target.js';
 import { isReservedPath } from '../../routes/reserved-paths.js';
 import type { WatcherView } from '../../selfheal/watcher.js';
+import { drainRefusedBody } from './drain-refused-body.js';
 import { SELFHEAL_STATE, type StoredSelfheal, scheduledWatch } from './scheduled-watch.js';
 import { streamingResponse } from './streaming-response.js';
 import { WATCH_NAME, WATCH_URL, type WatchState } from './watch-object.js';
@@ -172,13 +173,19 @@ export default {
     try {
       config = configOf(env);
     } catch (error) {
-      return new Response(`[ERROR] ${(error as Error).message}\n`, { status: 500 });
-    }
-    const own = (broker: Broker, watcher?: WatcherView) =>
-      createApp(config, { broker, streamResponse: streamingResponse, peerAddress, watcher }).fetch(
+      return drainRefusedBody(
         request,
-        env,
-        ctx as never,
+        new Response(`[ERROR] ${(error as Error).message}\n`, { status: 500 }),
+      );
+    }
+    const own = async (broker: Broker, watcher?: WatcherView) =>
+      drainRefusedBody(
+        request,
+        await createApp(config, { broker, streamResponse: streamingResponse, peerAddress, watcher }).fetch(
+          request,
+          env,
+          ctx as never,
+        ),
       );
     // Topics live in Redis even where pipes live in Durable Objects; without a Redis they answer 503.
     const topicsOnRedis =
@@ -195,6 +202,7 @@ export default {
         return own(inObjects(state), state && watcherView(state));
       }
       armWatch(config, env, ctx);
+      // The object drains what it leaves unread (pipe-object.ts).
       return env.PIPES.get(env.PIPES.idFromName(path)).fetch(request);
     }
     armWatch(config, env, ctx);
@@ -215,10 +223,13 @@ export default {
       await broker.ready();
     } catch {
       void broker.close().catch(() => {});
-      return new Response(`[ERROR] ${new BrokerUnavailableError().message}\n`, {
-        status: 503,
-        headers: { 'Content-Type': 'text/plain', 'Retry-After': '1' },
-      });
+      return drainRefusedBody(
+        request,
+        new Response(`[ERROR] ${new BrokerUnavailableError().message}\n`, {
+          status: 503,
+          headers: { 'Content-Type': 'text/plain', 'Retry-After': '1' },
+        }),
+      );
     }
     // The broker lives as long as the request's streaming bodies (a transfer, a transcript) run.
     const bodies: Promise<void>[] = [];
@@ -232,6 +243,6 @@ export default {
     });
     const response = await app.fetch(request, env, ctx as never);
     ctx.waitUntil(Promise.all(bodies).then(() => broker.close()));
-    return response;
+    return drainRefusedBody(request, response);
   },
 };

@@ -2,6 +2,7 @@ import type { Hono } from 'hono';
 import { createApp } from '../../app.js';
 import { MemoryBroker } from '../../broker/memory/memory-broker.js';
 import { LatencyWindows, type MetricName } from '../../selfheal/latency-windows.js';
+import { drainRefusedBody } from './drain-refused-body.js';
 import { nativePassThrough, passedResponse, streamingResponse } from './streaming-response.js';
 import { WATCH_NAME, WATCH_URL } from './watch-object.js';
 import { WatchReporter } from './watch-reporter.js';
@@ -42,7 +43,10 @@ export class PipeObject {
       try {
         config = configOf(this.env);
       } catch (error) {
-        return new Response(`[ERROR] ${(error as Error).message}\n`, { status: 500 });
+        return drainRefusedBody(
+          request,
+          new Response(`[ERROR] ${(error as Error).message}\n`, { status: 500 }),
+        );
       }
       const watch = this.env.WATCH;
       let broker: MemoryBroker | undefined;
@@ -80,6 +84,6 @@ export class PipeObject {
     this.reporter?.changed();
     const response = await this.app.fetch(request, this.env);
     this.reporter?.changed();
-    return response;
+    return drainRefusedBody(request, response);
   }
 }
