@@ -462,7 +462,7 @@ describe('workers self-heal on Redis (the watch object, armed by the cron)', () 
 
   it("reroutes new pipes to the standby within seconds (the watch object's alarm), and back", async () => {
     // The cron (wrangler dev's test endpoint) only arms the watch object's alarm, which runs the windows.
-    await (await fetch(`${worker.url}/__scheduled?cron=*+*+*+*+*`)).text();
+    await (await fetch(`${worker.url}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*`)).text();
     await backendBecomes('primary', 10_000);
     proxy.setDelay(100);
     // Two breaching windows of 0.5 s, each taking a window to probe.

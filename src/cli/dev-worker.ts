@@ -1,14 +1,14 @@
-// `npm run dev:worker`: the Worker under wrangler's local runtime (workerd, offline) with the environment the
-// other runtimes read, so one config reaches a Worker in development too. REDIS_URL, EDGEPIPE_CONFIG,
-// EDGEPIPE_SECRETS and EDGEPIPE_ADMIN_TOKEN are passed as vars when set (a Worker has no files: a config file
-// is passed as its contents), HOST and PORT choose the address. The config is checked before wrangler starts:
-// a bad one is one line and exit 2, not a 500 on every request.
+// `npm run dev:worker`: the Worker on workerd (offline) with the environment the other runtimes read, so one
+// config reaches a Worker in development too. REDIS_URL, EDGEPIPE_CONFIG, EDGEPIPE_SECRETS and
+// EDGEPIPE_ADMIN_TOKEN are passed as vars when set (a Worker has no files: a config file is passed as its
+// contents), HOST and PORT choose the address. The config is checked before workerd starts: a bad one is one
+// line and exit 2, not a 500 on every request.
 //
-// It starts the Worker through wrangler's API with the DevTools inspector off: with it on (as `wrangler dev`
-// always has it) every chunk of a response from a Durable Object to the Worker becomes an inspector event,
-// which held pipes to ~3 MiB/s and ran wrangler out of memory (issue 16). `--test-scheduled` serves
-// `/__scheduled` as `wrangler dev --test-scheduled` does; with any other argument this runs `wrangler dev`
-// itself with them (inspector on, for debugging).
+// It serves wrangler's bundle of the Worker on workerd with nothing in front and the DevTools inspector off
+// (local-workerd.ts says what wrangler dev's own proxy cost; with the inspector on, every chunk of a response
+// from a Durable Object to the Worker became an inspector event, which held pipes to ~3 MiB/s, issue 16).
+// `--test-scheduled` serves `/cdn-cgi/handler/scheduled`, which runs the cron handler; with any other
+// argument this runs `wrangler dev` itself with them (its proxy and inspector on, for debugging).
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExitCode, exitFor } from './exit-codes.js';
 import { loadConfig, readConfigValue } from './load-config.js';
+import { serveWorker } from './local-workerd.js';
 
 /** The variables a Worker reads, forwarded to it when set. */
 const FORWARDED_VARS = ['REDIS_URL', 'EDGEPIPE_CONFIG', 'EDGEPIPE_SECRETS', 'EDGEPIPE_ADMIN_TOKEN'] as const;
@@ -69,34 +70,15 @@ function wranglerDev(vars: Record<string, string>, host: string, port: string, e
   );
 }
 
-/**
- * wrangler watches wrangler.toml even with `watch: false`, and reloads the Worker when the file's mtime
- * changes (a `touch` does): every open pipe is cut, and a request in flight gets wrangler's 503 "Your worker
- * restarted mid-request". This command builds once and runs what it built, as `watch: false` says.
- */
-const NO_CONFIG_WATCH = { WRANGLER_CI_DISABLE_CONFIG_WATCHING: 'true' };
-
-/** The Worker through wrangler's API, inspector off; wrangler logs `Ready on <url>` and every request. */
+/** The Worker on workerd with nothing in front (local-workerd.ts); Miniflare logs `Ready on <url>`. */
 async function startWorker(vars: Record<string, string>, host: string, port: string, testScheduled: boolean) {
-  Object.assign(process.env, NO_DRAINING, NO_CONFIG_WATCH);
-  const { unstable_startWorker } = await import('wrangler');
-  const worker = await unstable_startWorker({
+  const worker = await serveWorker({
     config: WRANGLER_TOML,
-    // What `wrangler dev` derives from wrangler.toml's nodejs_compat flag (ioredis needs node:net).
-    build: { nodejsCompatMode: 'v2' },
-    bindings: Object.fromEntries(
-      Object.entries(vars).map(([name, value]) => [name, { type: 'plain_text' as const, value }]),
-    ),
-    dev: {
-      inspector: false,
-      remote: false,
-      watch: false,
-      persist: false,
-      testScheduled,
-      server: { hostname: host, port: Number(port) },
-    },
+    vars,
+    host,
+    port: Number(port),
+    triggerHandlers: testScheduled,
   });
-  await worker.ready;
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
       void worker.dispose().finally(() => process.exit(128 + constants.signals[signal]));
