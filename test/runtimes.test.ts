@@ -251,9 +251,9 @@ describe('workers on Durable Objects (no Redis)', () => {
     expect(worker.output()).not.toContain('Reloading');
   });
 
-  it('a refused upload gets the app\'s answer, never wrangler\'s 503 "restarted mid-request"', async () => {
-    // Under wrangler dev, a response that leaves the body unread lost the connection to wrangler's proxy,
-    // which answered its own 503 instead of the 409 (one PUT in two at 200 kB).
+  it("a refused upload gets the app's 409, not a reset connection (nor wrangler's 503)", async () => {
+    // workerd resets the connection when a response leaves the body unread: the client saw ECONNRESET
+    // (behind wrangler dev's proxy, the proxy's own 503 "restarted mid-request") instead of the 409.
     const url = `${worker.url}/do/busy`;
     const holding = new AbortController();
     const held = new ReadableStream<Uint8Array>({
@@ -347,7 +347,7 @@ describe('workers without Redis', () => {
     expect(await (await fetch(`${worker.url}/help`)).text()).toContain('curl -T myfile');
   });
 
-  it('a refused upload gets the Worker\'s own answer, never wrangler\'s 503 "restarted mid-request"', async () => {
+  it("a refused upload gets the Worker's own 503, not a reset connection (nor wrangler's 503)", async () => {
     const answers = await refusedUploads(`${worker.url}/some/pipe`, 60, 256 * 1024);
     expect(answers).toHaveLength(60);
     expect(

@@ -10,13 +10,12 @@
 // `--test-scheduled` serves `/cdn-cgi/handler/scheduled`, which runs the cron handler; with any other
 // argument this runs `wrangler dev` itself with them (its proxy and inspector on, for debugging).
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExitCode, exitFor } from './exit-codes.js';
 import { loadConfig, readConfigValue } from './load-config.js';
-import { serveWorker } from './local-workerd.js';
+import { serveWorker, wranglerBin } from './local-workerd.js';
 
 /** The variables a Worker reads, forwarded to it when set. */
 const FORWARDED_VARS = ['REDIS_URL', 'EDGEPIPE_CONFIG', 'EDGEPIPE_SECRETS', 'EDGEPIPE_ADMIN_TOKEN'] as const;
@@ -55,11 +54,7 @@ function wranglerDev(vars: Record<string, string>, host: string, port: string, e
   const args = ['dev', '--ip', host, '--port', port];
   // wrangler splits `--var` at the first colon only, so JSON and URLs pass whole.
   for (const [name, value] of Object.entries(vars)) args.push('--var', `${name}:${value}`);
-  const wrangler = join(
-    dirname(createRequire(import.meta.url).resolve('wrangler/package.json')),
-    'bin/wrangler.js',
-  );
-  const child = spawn(process.execPath, [wrangler, ...args, ...extra], {
+  const child = spawn(process.execPath, [wranglerBin(), ...args, ...extra], {
     stdio: 'inherit',
     env: { ...process.env, ...NO_DRAINING },
   });

@@ -3,8 +3,8 @@
 // Worker, for reloads and live reload, and that proxy (measured here, wrangler 4.86, issue 16):
 // - re-chunks a chunked upload into pieces of 24 and 4072 bytes: 20-36 MiB/s through a Durable Object,
 //   against 142-154 MiB/s served directly;
-// - never tells the Worker that a client left: a receiver of n > 1 that aborts holds the others until the
-//   idle timeout, where workerd alone cancels its stream at once;
+// - tells the Worker late or never that a client left: in a probe where workerd alone cancelled the stream
+//   of a receiver of n > 1 that aborted at once, behind the proxy the others stalled until the idle timeout;
 // - answers its own 503 "Your worker restarted mid-request" for a POST or PUT whose connection it lost,
 //   though nothing restarted.
 // Deployed Workers have none of it. The bundle is wrangler's own (`wrangler deploy --dry-run`: the same
@@ -39,7 +39,7 @@ export interface LocalWorker {
 const BUNDLE_TIMEOUT_MS = 120_000;
 
 /** The wrangler CLI of this install. */
-function wranglerBin(): string {
+export function wranglerBin(): string {
   return join(dirname(createRequire(import.meta.url).resolve('wrangler/package.json')), 'bin/wrangler.js');
 }
 

@@ -1,11 +1,10 @@
 // A refused request whose body the app left unread (a 409 to a second sender, a 503 to a topic without
-// Redis) is read to its end, within bounds, before its answer goes. Under wrangler dev, workerd drops the
-// connection from wrangler's proxy when a response leaves a request body unread, and the proxy turns that
-// into its own 503 "Your worker restarted mid-request" for every method but GET and HEAD: a client got
-// that instead of the app's 409 for one PUT in two to a busy path at 200 kB (one POST in a hundred with
-// two bytes). wrangler dev's own draining middleware, which would hide it, is off (see dev-worker.ts).
-// Only refusals are drained: a sender that came first is answered at once (its transcript) and its body
-// read later, by the transfer.
+// Redis) is read to its end, within bounds, before its answer goes. workerd resets the connection when a
+// response leaves a request body unread, so a client still sending saw ECONNRESET instead of the answer;
+// behind wrangler dev's proxy the proxy saw the reset and answered its own 503 "Your worker restarted
+// mid-request" (for one PUT in two to a busy path at 200 kB, one POST in a hundred with two bytes). Node's
+// server reads such a body too. Only refusals are drained: a sender that came first is answered at once
+// (its transcript) and its body read later, by the transfer.
 
 /** The most of a refused body read before its answer goes; past it the body is cancelled. */
 export const DRAIN_MAX_BYTES = 8 * 1024 * 1024;

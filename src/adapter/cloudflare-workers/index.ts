@@ -202,7 +202,7 @@ export default {
         return own(inObjects(state), state && watcherView(state));
       }
       armWatch(config, env, ctx);
-      // The object drains what it leaves unread (pipe-object.ts).
+      // The object reads the unread body of a request it refuses (pipe-object.ts).
       return env.PIPES.get(env.PIPES.idFromName(path)).fetch(request);
     }
     armWatch(config, env, ctx);
