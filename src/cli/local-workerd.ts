@@ -11,7 +11,7 @@
 // esbuild and nodejs_compat polyfills as a deploy), the bindings and compatibility settings its reading of
 // wrangler.toml (`unstable_getMiniflareWorkerOptions`).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -76,12 +76,42 @@ function bundle(config: string, outdir: string): Promise<void> {
   });
 }
 
+/** The bundle directories' prefix in the temp directory; the pid of the process that made one follows. */
+const BUNDLE_PREFIX = 'edgepipe-worker-';
+
+/** Whether process `pid` is alive (signal 0 only checks). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the bundles (5 MB each) of processes that died without removing them (a SIGKILL, as test
+ * harnesses send, skips `dispose`) from `dir`. Returns the names removed.
+ */
+export function removeStaleBundles(dir: string = tmpdir()): string[] {
+  const removed: string[] = [];
+  for (const name of readdirSync(dir)) {
+    if (!name.startsWith(BUNDLE_PREFIX)) continue;
+    const pid = Number(/^(\d+)-/.exec(name.slice(BUNDLE_PREFIX.length))?.[1]);
+    if (!pid || alive(pid)) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
 /**
  * Serves the Worker of `options.config` on workerd at `options.host`:`options.port`, inspector off,
  * nothing persisted (Durable Objects live in memory).
  */
 export async function serveWorker(options: LocalWorkerOptions): Promise<LocalWorker> {
-  const outdir = mkdtempSync(join(tmpdir(), 'edgepipe-worker-'));
+  removeStaleBundles();
+  const outdir = mkdtempSync(join(tmpdir(), `${BUNDLE_PREFIX}${process.pid}-`));
   try {
     await bundle(options.config, outdir);
     const { unstable_getMiniflareWorkerOptions } = await import('wrangler');
