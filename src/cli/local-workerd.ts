@@ -15,6 +15,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { processAlive } from './process-alive.js';
 
 /** What to serve, and where. */
 export interface LocalWorkerOptions {
@@ -79,16 +80,6 @@ function bundle(config: string, outdir: string): Promise<void> {
 /** The bundle directories' prefix in the temp directory; the pid of the process that made one follows. */
 const BUNDLE_PREFIX = 'edgepipe-worker-';
 
-/** Whether process `pid` is alive (signal 0 only checks). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Removes the bundles (5 MB each) of processes that died without removing them (a SIGKILL, as test
  * harnesses send, skips `dispose`) from `dir`. Returns the names removed.
@@ -98,7 +89,7 @@ export function removeStaleBundles(dir: string = tmpdir()): string[] {
   for (const name of readdirSync(dir)) {
     if (!name.startsWith(BUNDLE_PREFIX)) continue;
     const pid = Number(/^(\d+)-/.exec(name.slice(BUNDLE_PREFIX.length))?.[1]);
-    if (!pid || alive(pid)) continue;
+    if (!pid || processAlive(pid)) continue;
     rmSync(join(dir, name), { recursive: true, force: true });
     removed.push(name);
   }

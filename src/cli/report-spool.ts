@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { UsageError } from '../client/errors.js';
 import { type BatchQueue, type InputMark, Signal } from '../client/topics/batch-queue.js';
 import type { OutgoingBatch } from '../client/topics/publisher.js';
+import { processAlive } from './process-alive.js';
 
 /** Options of `ReportSpool.open`. */
 export interface SpoolOptions {
@@ -361,19 +362,10 @@ function lock(dir: string, pid: number): void {
       }
     }
     const holder = Number(readFileSync(path, 'utf8').trim());
-    if (Number.isSafeInteger(holder) && holder > 0 && holder !== pid && alive(holder)) {
+    if (Number.isSafeInteger(holder) && holder > 0 && holder !== pid && processAlive(holder)) {
       throw new UsageError(`--spool ${dir} is in use by another reporter (pid ${holder})`);
     }
     rmSync(path, { force: true });
   }
   throw new UsageError(`--spool ${dir}: could not take its lock`);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
