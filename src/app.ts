@@ -63,6 +63,11 @@ export interface AppDeps {
    */
   readonly peerAddress?: (request: Request, env: unknown) => string | undefined;
   /**
+   * Whether the runtime's parser has already refused a request head over `server.maxHeaderBytes` (Node's
+   * HTTP/1 server answers 431 itself), so the app need not count it again. Without it the app counts.
+   */
+  readonly headLimited?: (request: Request, env: unknown) => boolean;
+  /**
    * The request target as the client sent it (`/a/../b`), before the URL parser resolved `request.url`
    * (`/b`). With it, targets with dot segments are refused (400); without it (a runtime that gives only the
    * resolved URL, as workerd does) nothing can tell them apart.
@@ -142,6 +147,7 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
       proxies: new TrustedProxies(config.server.trustProxies),
       maxHeaderBytes: config.server.maxHeaderBytes,
       peerAddress: deps.peerAddress ?? (() => undefined),
+      headLimited: deps.headLimited ?? (() => false),
       requestTarget: deps.requestTarget ?? (() => undefined),
       bodyDone: (response) => streamed.get(response),
       slots: routeDeps.slots,

@@ -526,6 +526,15 @@ describe('clientAddressOf', () => {
     expect(clientAddressOf(peer, forwarded, proxies)).toBe(client);
   });
 
+  it('reads every peer right past the bound on peers it keeps parsed', () => {
+    const none = new TrustedProxies([]);
+    const peers = Array.from({ length: 5000 }, (_, i) => `::ffff:10.${i >> 8}.${i & 255}.1`);
+    for (const [i, peer] of peers.entries())
+      expect(clientAddressOf(peer, null, none)).toBe(`10.${i >> 8}.${i & 255}.1`);
+    expect(clientAddressOf(peers[0], 'ignored', none)).toBe('10.0.0.1');
+    expect(clientAddressOf('not an address', null, none)).toBe('not an address');
+  });
+
   it('refuses a config entry that is no address', () => {
     expect(() => parseConfig({ server: { trustProxies: ['not-an-ip'] } })).toThrow('server.trustProxies.0');
   });

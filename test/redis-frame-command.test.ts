@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Command, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FrameXadd } from '../src/broker/redis/frame-command.js';
+import { FrameResendError, FrameXadd } from '../src/broker/redis/frame-command.js';
 import { entryField } from '../src/broker/redis/framing.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
@@ -41,6 +41,27 @@ describe('redis: a frame appended from its pieces', () => {
       expect(entryField(fields, 'h').equals(Buffer.from(header))).toBe(true);
       expect(entryField(fields, 'p').equals(concat(frames[i]!))).toBe(true);
     });
+  });
+
+  it('fails when ioredis would send it again after a reconnect, and the replies stay in step', async () => {
+    const own = new Redis(redis.url);
+    try {
+      await own.ping();
+      const key = `frame:${randomUUID()}`;
+      const pieces = piecesOf([1000, 24]);
+      const command = new FrameXadd(key, 1000, new Uint8Array([0x93, 0, 0, 0]), pieces, 1024);
+      const failed = expect(command.promise).rejects.toBeInstanceOf(FrameResendError);
+      own.sendCommand(command);
+      // Corked until the next tick: the frame never leaves, and the connection drops with it unanswered.
+      own.stream.destroy();
+      await failed;
+      // Every later command gets its own reply: the resend's stand-in was answered and taken.
+      expect(await own.ping()).toBe('PONG');
+      expect(await own.xadd(key, '*', 'p', 'after')).toMatch(/^\d+-\d+$/);
+      expect(await own.xlen(key)).toBe(1);
+    } finally {
+      own.disconnect();
+    }
   });
 
   it('is the command ioredis would write, as one Buffer, for a socket that cannot be corked', () => {

@@ -9,6 +9,22 @@ function parseAddress(text: string): Address | undefined {
   return ipaddr.process(trimmed);
 }
 
+/** Peers seen lately, parsed: a client's requests come from one address, and parsing it is per request. */
+const knownPeers = new Map<string, { address: Address; key: string } | null>();
+/** Distinct peers kept; past it the table starts over (a scan of many addresses must not grow it). */
+const MAX_KNOWN_PEERS = 4096;
+
+function peerOf(text: string): { address: Address; key: string } | undefined {
+  let known = knownPeers.get(text);
+  if (known === undefined) {
+    const address = parseAddress(text);
+    known = address ? { address, key: address.toString() } : null;
+    if (knownPeers.size >= MAX_KNOWN_PEERS) knownPeers.clear();
+    knownPeers.set(text, known);
+  }
+  return known ?? undefined;
+}
+
 /** A list of networks (`10.0.0.0/8`, `::1`, `loopback`) whose requests may name their client. */
 export class TrustedProxies {
   private readonly ranges: Array<[Address, number]>;
@@ -55,9 +71,10 @@ export function clientAddressOf(
   forwardedFor: string | null,
   proxies: TrustedProxies,
 ): string {
-  const direct = peer === undefined ? undefined : parseAddress(peer);
-  if (!direct) return peer ?? 'unknown';
-  if (proxies.empty || !proxies.trusts(direct) || !forwardedFor) return direct.toString();
+  const known = peer === undefined ? undefined : peerOf(peer);
+  if (!known) return peer ?? 'unknown';
+  const direct = known.address;
+  if (proxies.empty || !forwardedFor || !proxies.trusts(direct)) return known.key;
   let client = direct;
   const hops = forwardedFor.split(',').slice(-32).reverse();
   for (const hop of hops) {

@@ -14,6 +14,8 @@ export interface GuardRequestsOptions {
   readonly proxies: TrustedProxies;
   /** Largest request head, as Node's parser counts it (the other runtimes are checked here). */
   readonly maxHeaderBytes: number;
+  /** Whether the runtime's own parser has already held this request's head to `maxHeaderBytes`. */
+  readonly headLimited: (request: Request, env: unknown) => boolean;
   /** The socket's peer address of a request, when the runtime tells it. */
   readonly peerAddress: (request: Request, env: unknown) => string | undefined;
   /** The request target as the client sent it, before the URL parser resolved it (see `AppDeps`). */
@@ -60,14 +62,15 @@ export function guardRequests(options: GuardRequestsOptions): MiddlewareHandler 
   return async function guard(c: Context, next: Next) {
     const request = c.req.raw;
     const url = new URL(request.url);
-    if (headBytesOf(request, url) > options.maxHeaderBytes) {
+    if (!options.headLimited(request, c.env) && headBytesOf(request, url) > options.maxHeaderBytes) {
       fail(431, `The request head is larger than ${options.maxHeaderBytes} bytes.`);
     }
     const target = options.requestTarget(request, c.env);
     const dotSegment = target === undefined ? undefined : dotSegmentIn(target);
     const client = clientAddressOf(
       options.peerAddress(request, c.env),
-      request.headers.get('x-forwarded-for'),
+      // Read only where it can count: the header is parsed into a Headers object on its first read.
+      proxies.empty ? null : request.headers.get('x-forwarded-for'),
       proxies,
     );
     const wanted = pipeAccessOf(request.method);

@@ -95,6 +95,8 @@ export async function startNodeServer(
       return values;
     },
     peerAddress: (_request, env) => nodeRequest(env)?.socket.remoteAddress,
+    // The HTTP/1 parser holds heads to `maxHeaderSize` (the listener's) and answers 431 itself.
+    headLimited: (_request, env) => nodeRequest(env) instanceof IncomingMessage,
     // Node's parser keeps the target as sent; @hono/node-server builds request.url from it with the URL
     // parser, which resolves dot segments.
     requestTarget: (_request, env) => nodeRequest(env)?.url,

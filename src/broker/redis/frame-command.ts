@@ -10,6 +10,20 @@ interface WritableSocket {
 
 const CRLF = '\r\n';
 
+/** What a resent frame writes instead: a command whose reply keeps the connection's replies in step. */
+const PING = `*1${CRLF}$4${CRLF}PING${CRLF}`;
+
+/**
+ * A frame's append was on a connection that dropped before Redis answered it, and ioredis would send it again
+ * on the new one. Its payload is gone by then (released once written), and the first copy may already be in
+ * the stream: the append fails instead, and with it the transfer (a resumable sender picks up from the
+ * committed offset).
+ */
+export class FrameResendError extends Error {
+  readonly code = 'FRAME_RESEND';
+  override name = 'FrameResendError';
+}
+
 /** Sockets corked until the next tick, so that the commands of one turn leave in one `writev`. */
 const corked = new WeakSet<object>();
 
@@ -31,13 +45,18 @@ function corkForThisTick(socket: WritableSocket): void {
  * "Redis, sender on A and receiver on B"). Here the RESP framing is written as a string and each piece as it
  * is, onto a socket corked for the rest of the tick: Node hands the lot to one `writev`, no byte copied.
  * The reply is the entry id, as `redis.xadd` gives it.
+ *
+ * The command lets go of its pieces once they are written, not when Redis answers: held until the answer,
+ * under load they outlived two young-generation collections, and their garbage set off most of the sender
+ * instance's full collections (docs/benchmarks.md, "Frames let go once written"). So it cannot be written
+ * twice: a resend after a reconnect fails it (`FrameResendError`).
  */
 export class FrameXadd extends Command {
   constructor(
     key: string,
     maxLen: number,
     header: Uint8Array,
-    private readonly pieces: readonly Uint8Array[],
+    private pieces: readonly Uint8Array[],
     private readonly payloadBytes: number,
   ) {
     // The arguments are kept for ioredis's key routing (a Cluster), its debug log and its errors; the payload
@@ -47,10 +66,21 @@ export class FrameXadd extends Command {
     });
   }
 
+  private written = false;
+
   override toWritable(socket: object): string | Buffer {
+    if (this.written) {
+      this.reject(new FrameResendError('The connection to Redis dropped before it took a frame.'));
+      return PING;
+    }
+    this.written = true;
     const out = socket as Partial<WritableSocket>;
-    if (typeof out.cork !== 'function' || typeof out.write !== 'function') return this.joined();
-    return this.writePieces(out as WritableSocket);
+    const writable =
+      typeof out.cork !== 'function' || typeof out.write !== 'function'
+        ? this.joined()
+        : this.writePieces(out as WritableSocket);
+    this.pieces = [];
+    return writable;
   }
 
   /** The whole command as one Buffer, for a socket that cannot be corked: one copy of the payload. */
