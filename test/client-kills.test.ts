@@ -267,7 +267,10 @@ async function killOnceBegun(
   run.child.kill('SIGCONT');
   await until(() => hasState(stateDir, direction) || !run.running, `the ${direction} run began`);
   run.child.kill('SIGSTOP');
-  return hasState(stateDir, direction) && (await run.kill()) && 'later';
+  if (hasState(stateDir, direction)) return (await run.kill()) && 'later';
+  // It finished (and removed its state) between the look and the stop: left stopped, it would never exit.
+  run.child.kill('SIGCONT');
+  return false;
 }
 
 /** What happens to one transfer of the soak. */

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../src/broker/redis/redis-broker.js';
 import type { SenderEvent } from '../src/broker/types.js';
@@ -72,6 +73,53 @@ describe('redis: close', () => {
       expect(await Promise.race([aborted, within])).toBe('heard');
     } finally {
       await Promise.all([senders.close(), receivers.close()]);
+    }
+  });
+});
+
+describe('redis: a small transfer', () => {
+  it('gives a waiting receiver the headers in the start message, byte for byte, with no second read', async () => {
+    const broker = new RedisBroker({
+      target: { url: redis.url },
+      keyPrefix: `t${randomUUID().slice(0, 8)}:`,
+      windowBytes: 1024 * 1024,
+      maxPipes: 10,
+      maxWaiting: 10,
+      pollMs: 100,
+    });
+    await broker.ready();
+    const stats = new Redis(redis.url);
+    const never = new AbortController().signal;
+    try {
+      const calls = async (command: string) => {
+        const line = (await stats.info('commandstats'))
+          .split('\r\n')
+          .find((entry) => entry.startsWith(`cmdstat_${command}:`));
+        return Number(/calls=(\d+)/.exec(line ?? '')?.[1] ?? 0);
+      };
+      const receiver = await broker.openReceiver({ path: '/small/start', receivers: 1 });
+      const before = await calls('hmget');
+      const started = receiver.waitForStart(never);
+      // The receiver has looked once and waits for the start.
+      while ((await calls('hmget')) === before) await new Promise((resolve) => setTimeout(resolve, 5));
+      const sender = await broker.openSender({ path: '/small/start', receivers: 1, onEvent: () => {} });
+      await sender.waitForReceivers(never);
+      // Non-ASCII bytes in a value, as a raw latin1 header would bring them, and msgpack's own length bytes.
+      const headers = [
+        ['content-type', 'text/plain; charset=utf-8'],
+        ['content-disposition', `attachment; filename="${'\u00e9\u00ff'.repeat(40)}.txt"`],
+      ] as const;
+      await sender.start({ headers });
+      expect((await started).headers).toEqual(headers);
+      expect(await calls('hmget')).toBe(before + 1);
+      await sender.write(new Uint8Array([1, 2, 3]));
+      const ended = sender.end();
+      expect(Array.from((await receiver.read()) ?? [])).toEqual([1, 2, 3]);
+      expect(await receiver.read()).toBeNull();
+      await ended;
+    } finally {
+      stats.disconnect();
+      await broker.close();
     }
   });
 });

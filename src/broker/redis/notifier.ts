@@ -16,9 +16,13 @@ export class Notifier {
   private readonly subscribing = new Map<string, Promise<unknown>>();
 
   constructor(private readonly subscriber: Redis | Cluster) {
-    subscriber.on('message', (channel: string, message: string) => {
-      const set = this.listeners.get(channel);
-      if (set) for (const listener of set) listener(message);
+    // Messages are ASCII but for a start message's headers (msgpack), whose bytes latin1 keeps one for one;
+    // 'message' would decode them as UTF-8. Channels hold paths, which are UTF-8.
+    subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      const set = this.listeners.get(channel.toString());
+      if (!set) return;
+      const text = message.toString('latin1');
+      for (const listener of set) listener(text);
     });
     // ioredis subscribes again by itself after a reconnect; the listeners only need to re-check.
     subscriber.on('ready', () => {

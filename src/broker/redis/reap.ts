@@ -36,9 +36,13 @@ export async function reapDropped(ctx: PipeContext): Promise<ReapResult> {
 /**
  * A waiting session's wait: for its doorbell (or the poll interval), then, at most once per poll interval,
  * `reapDropped`, so a pipe whose peer vanished settles instead of waiting for ever.
+ *
+ * The first reap comes a poll interval after the session began, not at its first wait: every small transfer
+ * waits once on each side (the receiver for the first frame, the sender for "all received"), and a reap
+ * there put three round trips between the doorbell and the read it was waiting for.
  */
 export class ReapingWait {
-  private reapedAt = 0;
+  private reapedAt = Date.now();
 
   constructor(
     private readonly ctx: PipeContext,

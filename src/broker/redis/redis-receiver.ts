@@ -12,6 +12,12 @@ import { Wakeup } from './wakeup.js';
  */
 const FETCH_COUNT = 16;
 
+/** Pipe messages a receiver has no need to wake for. */
+const IGNORED_MESSAGE = /^(?:r:|rleft:|s:|progress$)/;
+
+/** The sender's start message: `start:<generation>:<headers>` (see `startScript`). */
+const START_MESSAGE = 'start:';
+
 /** A frame's header is decoded apart from its payload, which stays in the pieces it was read in. */
 const EMPTY = new Uint8Array(0);
 
@@ -68,6 +74,8 @@ export class RedisReceiverSession implements ReceiverSession {
   private done = false;
   private closedBy: Error | undefined;
   private fetching: Promise<boolean> | undefined;
+  /** The headers the start message brought (this generation's), before the receiver asked for them. */
+  private startHeaders: Buffer | undefined;
   private unlisten: () => void = () => {};
 
   constructor(
@@ -98,7 +106,15 @@ export class RedisReceiverSession implements ReceiverSession {
   }
 
   onMessage(message: string): void {
-    if (message.startsWith('r:') || message.startsWith('rleft:') || message === 'progress') return;
+    // Other receivers coming and going, their progress, and the sender joining (the start message follows)
+    // change nothing this receiver waits for.
+    if (IGNORED_MESSAGE.test(message)) return;
+    if (message.startsWith(START_MESSAGE)) {
+      // `start:<generation>:<headers>`: the headers' bytes as latin1 (see Notifier).
+      const at = message.indexOf(':', START_MESSAGE.length);
+      if (at > 0 && message.slice(START_MESSAGE.length, at) === this.ctx.generation)
+        this.startHeaders = Buffer.from(message.slice(at + 1), 'latin1');
+    }
     this.wakeup.ring();
   }
 
@@ -118,6 +134,11 @@ export class RedisReceiverSession implements ReceiverSession {
       return this.resume.meta;
     }
     for (;;) {
+      if (this.startHeaders) {
+        this.started = true;
+        this.hooks.settled();
+        return { headers: decode(this.startHeaders) as PipeHeaders };
+      }
       const [state, gen, headers] = await redis.hmgetBuffer(keys.meta, 'state', 'gen', 'headers');
       const current = state?.toString();
       if (gen?.toString() === generation && current === 's' && headers) {

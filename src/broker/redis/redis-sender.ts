@@ -314,14 +314,19 @@ export class RedisSenderSession implements SenderSession {
     redis.xtrim(keys.data(generation), 'MINID', '~', keep).catch(() => {});
   }
 
-  /** Pushes the keys' expiry forward every few seconds while the transfer runs. */
+  /**
+   * Pushes the keys' expiry forward every few seconds while the transfer runs. At the first frame only the
+   * stream's: it was just created, and the scripts that opened and started the pipe set the others' (three
+   * commands fewer for every small transfer).
+   */
   private refreshTtl(): void {
     const now = Date.now();
     if (now - this.ttlRefreshedAt < TTL_REFRESH_MS) return;
-    this.ttlRefreshedAt = now;
     const { redis, keys, generation, options } = this.ctx;
-    for (const key of [keys.data(generation), keys.readers, keys.owners, keys.meta])
-      redis.pexpire(key, options.ttlMs).catch(() => {});
+    const data = keys.data(generation);
+    const stale = this.ttlRefreshedAt === 0 ? [data] : [data, keys.readers, keys.owners, keys.meta];
+    this.ttlRefreshedAt = now;
+    for (const key of stale) redis.pexpire(key, options.ttlMs).catch(() => {});
   }
 
   /** Waits for every append in flight. */

@@ -94,7 +94,9 @@ return {'aborted', present}
 };
 
 /**
- * The sender starts the transfer: receivers may now read the headers and the data.
+ * The sender starts the transfer: receivers may now read the headers and the data. The message carries
+ * the generation and the headers (`start:<gen>:<msgpack>`), so a waiting receiver answers its client
+ * without another round trip to read them.
  * KEYS: [1] meta hash
  * ARGV: [1] generation, [2] encoded headers, [3] ttl ms, [4] channel
  * Output: 1 started | 0 the pipe is no longer established (aborted or gone)
@@ -105,7 +107,7 @@ export const startScript: ScriptDefinition = {
 if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'e' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 's', 'headers', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[4], 'start')
+redis.call('PUBLISH', ARGV[4], 'start:' .. ARGV[1] .. ':' .. ARGV[2])
 return 1
 `,
 };
