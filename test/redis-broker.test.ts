@@ -31,23 +31,25 @@ runBrokerTests({
   },
 });
 
+/** A broker on the test's Redis with small limits; brokers given one prefix are instances of one deployment. */
+async function readyBroker(keyPrefix: string): Promise<RedisBroker> {
+  const broker = new RedisBroker({
+    target: { url: redis.url },
+    keyPrefix,
+    windowBytes: 1024 * 1024,
+    maxPipes: 10,
+    maxWaiting: 10,
+    pollMs: 100,
+  });
+  await broker.ready();
+  return broker;
+}
+
 describe('redis: close', () => {
   it('lets a receiver that was just cancelled leave first: its sender on another instance hears it', async () => {
     // The Workers adapter closes a request's broker as soon as the receiver's body is cancelled.
     const keyPrefix = `t${randomUUID().slice(0, 8)}:`;
-    const make = async () => {
-      const broker = new RedisBroker({
-        target: { url: redis.url },
-        keyPrefix,
-        windowBytes: 1024 * 1024,
-        maxPipes: 10,
-        maxWaiting: 10,
-        pollMs: 100,
-      });
-      await broker.ready();
-      return broker;
-    };
-    const [senders, receivers] = await Promise.all([make(), make()]);
+    const [senders, receivers] = await Promise.all([readyBroker(keyPrefix), readyBroker(keyPrefix)]);
     const never = new AbortController().signal;
     try {
       let heard: () => void = () => {};
@@ -79,15 +81,7 @@ describe('redis: close', () => {
 
 describe('redis: a small transfer', () => {
   it('gives a waiting receiver the headers in the start message, byte for byte, with no second read', async () => {
-    const broker = new RedisBroker({
-      target: { url: redis.url },
-      keyPrefix: `t${randomUUID().slice(0, 8)}:`,
-      windowBytes: 1024 * 1024,
-      maxPipes: 10,
-      maxWaiting: 10,
-      pollMs: 100,
-    });
-    await broker.ready();
+    const broker = await readyBroker(`t${randomUUID().slice(0, 8)}:`);
     const stats = new Redis(redis.url);
     const never = new AbortController().signal;
     try {
