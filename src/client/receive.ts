@@ -59,7 +59,12 @@ type Outcome =
       /** The connection broke before the response's head: the server may have counted this receiver. */
       readonly beforeHead?: boolean;
     }
-  | { readonly kind: 'rewait'; readonly reason: string };
+  | {
+      readonly kind: 'rewait';
+      readonly reason: string;
+      /** The connection broke rather than the server ending the wait: the transfer may have begun. */
+      readonly connectionBroke: boolean;
+    };
 
 /**
  * Receives one body and does not stop until every byte of it is written, the server refuses for good, or
@@ -102,8 +107,14 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveResult> {
     if (outcome.kind === 'rewait') {
       backoff.progressed();
       onEvent({ type: 'notice', text: `${outcome.reason}; waiting again` });
+      state.rejoin = false;
+      state.afterBrokenWait = outcome.connectionBroke;
+      // The head may have been lost with the connection just as the transfer began with this receiver in
+      // it: rejoin where the server says a transfer runs, as after a cut before the head (below).
+      if (outcome.connectionBroke && state.resumable) await askWhetherToRejoin(options, state, backoff);
       continue;
     }
+    state.afterBrokenWait = false;
     if (state.target && !state.resumable) {
       throw new GaveUpError(
         `the connection broke during the transfer (${outcome.reason}) and this server cannot resume it`,
@@ -127,11 +138,15 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveResult> {
     // small body), its place now kept for a resume. A new plain GET would wait for a sender that already
     // came, so where a transfer runs or just ended this receiver asks to rejoin from byte 0.
     state.rejoin = false;
-    if (!state.target && state.resumable && outcome.beforeHead) {
-      const now = await probeWithRetries(options, backoff);
-      state.rejoin = now.state === 'transferring' || now.state === 'ended';
-    }
+    if (!state.target && state.resumable && outcome.beforeHead)
+      await askWhetherToRejoin(options, state, backoff);
   }
+}
+
+/** Sets `rejoin` where a transfer runs or just ended: this receiver may be part of it. */
+async function askWhetherToRejoin(options: ReceiveOptions, state: ReceiveState, backoff: Backoff) {
+  const now = await probeWithRetries(options, backoff);
+  state.rejoin = now.state === 'transferring' || now.state === 'ended';
 }
 
 interface ReceiveState {
@@ -147,6 +162,11 @@ interface ReceiveState {
   truncatedAt?: number;
   /** The next request rejoins a transfer this receiver may be part of (`?offset=0`). */
   rejoin?: boolean;
+  /**
+   * The last wait's connection broke: the server may still count that request as waiting until it
+   * notices, so a 409 to the next wait is asked again (within the retry budget), not taken as final.
+   */
+  afterBrokenWait?: boolean;
   /** Resumes in a row that stalled before their first byte. */
   headStalls: number;
 }
@@ -252,7 +272,7 @@ async function attempt(options: ReceiveOptions, state: ReceiveState, backoff: Ba
     if (stalled && wireAt === from) state.headStalls += 1;
     const reason = stalled ? (controller.signal.reason as StallError).message : describe(error);
     if (!headersIn && !state.target && clock.now() - waitingSince > 10_000) {
-      return { kind: 'rewait', reason: `the wait broke (${reason})` };
+      return { kind: 'rewait', reason: `the wait broke (${reason})`, connectionBroke: true };
     }
     return { kind: 'broken', reason, beforeHead: !headersIn };
   } finally {
@@ -271,10 +291,13 @@ async function refusal(
 ): Promise<Outcome> {
   const reason = await reasonOf(response);
   const status = response.status;
-  if (status === 504 && !state.target) return { kind: 'rewait', reason: reason };
+  if (status === 504 && !state.target) return { kind: 'rewait', reason, connectionBroke: false };
   if (state.rejoin && !state.target && status === 409) {
     // Nobody kept a place for this receiver: it was not in the transfer after all. Wait as a new one.
     return { kind: 'broken', reason: `not part of the running transfer (${reason})` };
+  }
+  if (state.afterBrokenWait && !state.target && status === 409) {
+    return { kind: 'broken', reason: `HTTP 409: ${reason}` };
   }
   if (retryableStatus(status)) {
     const waitMs = retryAfterMs(response.headers.get('retry-after'), options.clock.now());

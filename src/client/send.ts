@@ -60,7 +60,16 @@ type Outcome =
       readonly sentTo: number;
       readonly sentAll: boolean;
     }
-  | { readonly kind: 'rewait'; readonly reason: string }
+  | {
+      readonly kind: 'rewait';
+      readonly reason: string;
+      /**
+       * The connection broke rather than the server ending the wait. The transfer may have begun all the
+       * same: a browser's fetch over HTTP/1.1 shows the response only once the upload is done, so a cut
+       * piece loses its "started" line with it.
+       */
+      readonly connectionBroke: boolean;
+    }
   /** A piece was committed: the next one continues at this wire offset. */
   | { readonly kind: 'piece'; readonly offset: number };
 
@@ -144,7 +153,9 @@ export async function send(options: SendOptions): Promise<SendResult> {
   for (;;) {
     options.signal?.throwIfAborted();
     const outcome = await attempt(options, body, resumeAt, backoff, broke, mode, nextPiece);
-    broke = outcome.kind === 'broken';
+    // A wait whose connection broke counts too: the server may still hold that request's place, or have
+    // begun the transfer with it. A 409 to the next request then sends it to ask where the transfer stands.
+    broke = outcome.kind === 'broken' || (outcome.kind === 'rewait' && outcome.connectionBroke);
     nextPiece = outcome.kind === 'piece';
     if (outcome.kind === 'piece') {
       // At once, at the offset the server committed: no HEAD, no pause.
@@ -426,7 +437,7 @@ async function attempt(
     const reason =
       controller.signal.reason instanceof StallError ? controller.signal.reason.message : describe(error);
     if (!started && clock.now() - waitingSince > 10_000)
-      return { kind: 'rewait', reason: `the wait broke (${reason})` };
+      return { kind: 'rewait', reason: `the wait broke (${reason})`, connectionBroke: true };
     return broken(reason);
   } finally {
     stall.stop();
@@ -449,7 +460,7 @@ function outcomeOf(final: TranscriptLine | undefined, broken: (reason: string) =
     case 'receivers-gone':
       throw new PeerAbortedError('every receiver left before the end');
     case 'nobody-came':
-      return { kind: 'rewait', reason: final.text };
+      return { kind: 'rewait', reason: final.text, connectionBroke: false };
     case 'error':
       return broken(`the server said: ${final.text}`);
     default:
