@@ -114,6 +114,48 @@ describe('redis topics: waiting reads', () => {
     }
   });
 
+  it('many at once: no leak warning from the process, and closing the broker ends every one', async () => {
+    const broker = new RedisBroker({
+      target: { url: redis.url },
+      keyPrefix: `t${randomUUID().slice(0, 8)}:`,
+      windowBytes: 1024 * 1024,
+      maxPipes: 10,
+      maxWaiting: 10,
+    });
+    await broker.ready();
+    const store = broker.openTopics({
+      boundsOf: () => ({ maxRecords: 100, maxBytes: 100_000, maxAgeMs: 3600_000 }),
+      idempotencyWindowMs: 60_000,
+      claimAfterMs: 30_000,
+      maxTopics: 100,
+    });
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      const reads = Array.from({ length: 30 }, (_, i) =>
+        store.read({
+          topic: `many/${i}`,
+          group: 'g',
+          consumer: 'c',
+          count: 1,
+          waitMs: 30_000,
+          start: 'earliest',
+        }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const closedAt = Date.now();
+      await broker.close();
+      expect(await Promise.all(reads)).toEqual(reads.map(() => []));
+      expect(Date.now() - closedAt).toBeLessThan(5000);
+      // A warning is emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('refuses a group past MAX_GROUPS_PER_NAMESPACE', async () => {
     const keyPrefix = `t${randomUUID().slice(0, 8)}:`;
     const broker = new RedisBroker({

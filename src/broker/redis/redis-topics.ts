@@ -62,6 +62,11 @@ export class RedisTopics implements TopicStore {
   private blocking = 0;
   private readonly all = new Set<Redis | Cluster>();
   private readonly closing = new AbortController();
+  /**
+   * The waits that `close` ends. A set rather than a listener each on `closing.signal`: an EventTarget warns
+   * of a leak past 10 listeners, and a busy server has many more reads waiting at once.
+   */
+  private readonly waits = new Set<() => void>();
 
   constructor(private readonly options: RedisTopicsOptions) {
     this.redis = options.redis;
@@ -114,7 +119,8 @@ export class RedisTopics implements TopicStore {
     const cancelDeadline = this.clock.setTimeout(end, options.waitMs);
     if (options.signal?.aborted) end();
     options.signal?.addEventListener('abort', end, { once: true });
-    this.closing.signal.addEventListener('abort', end, { once: true });
+    if (this.closing.signal.aborted) end();
+    this.waits.add(end);
     try {
       let current = topics;
       for (;;) {
@@ -128,7 +134,7 @@ export class RedisTopics implements TopicStore {
     } finally {
       cancelDeadline();
       options.signal?.removeEventListener('abort', end);
-      this.closing.signal.removeEventListener('abort', end);
+      this.waits.delete(end);
     }
   }
 
@@ -174,6 +180,8 @@ export class RedisTopics implements TopicStore {
 
   async close(): Promise<void> {
     this.closing.abort();
+    for (const end of this.waits) end();
+    this.waits.clear();
     for (const connection of this.all) connection.disconnect();
     this.all.clear();
     this.idle.length = 0;
