@@ -3,8 +3,11 @@
 // and waits again. But the transfer may have begun in that moment without the client seeing it: a browser's
 // fetch over HTTP/1.1 shows the response only once the upload is done, and a receiver's head can be lost
 // with its connection. Each side must then continue the transfer, not open another and be refused (409).
+// And where the wait had not begun a transfer, the server may still count it for a while: a 409 to the next
+// wait is asked again, not taken as final.
 // The clock is the client's own, moved 11 s on: the waits are long only to it.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../src/adapter/node/serve.js';
 import { receive } from '../src/client/receive.js';
@@ -20,15 +23,33 @@ const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let redis: TestRedis;
 let server: RunningServer;
+let inMemory: RunningServer;
 let proxy: CuttingProxy | undefined;
 beforeAll(async () => {
   redis = await startTestRedis();
-  server = await startTestServer({ broker: { redis: redis.url, resumeGraceMs: 10_000 } });
+  [server, inMemory] = await Promise.all([
+    startTestServer({ broker: { redis: redis.url, resumeGraceMs: 10_000 } }),
+    startTestServer(),
+  ]);
 }, 30_000);
 afterAll(async () => {
-  await server?.close();
+  await Promise.all([server?.close(), inMemory?.close()]);
   await redis?.stop();
 });
+
+/**
+ * A receiver's wait the server still counts after its client is gone (a NAT dropped it without a reset):
+ * a bare GET on a socket of its own, closed after `heldMs`.
+ */
+async function ghostWait(url: string, heldMs: number): Promise<Socket> {
+  const { hostname, port, pathname } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  socket.on('error', () => {});
+  socket.write(`GET ${pathname} HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`);
+  await delay(100);
+  setTimeout(() => socket.destroy(), heldMs);
+  return socket;
+}
 
 /** A clock that runs `skewMs` ahead once `jump()` was called. */
 function jumpingClock(): TransferClock & { jump(): void } {
@@ -160,5 +181,51 @@ describe('a wait of more than 10 s that breaks', () => {
     } finally {
       await proxy.close();
     }
+  }, 60_000);
+
+  it('receiver: 409s while the server still counts the wait that broke are asked again, then it waits', async () => {
+    const data = randomBytes(512 * 1024 + 3);
+    const url = `${inMemory.url}/long/${randomUUID()}`;
+    const clock = jumpingClock();
+    const requests: Request[] = [];
+    const events: TransferEvent[] = [];
+    const firstGetBroken: typeof fetch = async (input, init) => {
+      const method = init?.method ?? 'GET';
+      requests.push({ method, offset: new URL(String(input)).searchParams.get('offset') });
+      const gets = requests.filter((r) => r.method === 'GET').length;
+      if (method === 'GET' && gets === 1) {
+        // The first wait breaks after 300 ms (to the client's clock, after 11 s).
+        clock.jump();
+        const broken = new AbortController();
+        init?.signal?.addEventListener('abort', () => broken.abort(), { once: true });
+        setTimeout(() => broken.abort(new Error('the wait broke')), 300);
+        return globalThis.fetch(input, { ...init, signal: broken.signal });
+      }
+      // The broken wait's place, still held on the server for 1.5 s.
+      if (method === 'GET' && gets === 2) await ghostWait(url, 1500);
+      return globalThis.fetch(input, init);
+    };
+    const receiving = receive({
+      ...options(url, clock, firstGetBroken),
+      retry: { baseMs: 100, capMs: 300, budgetMs: 15_000 },
+      onEvent: (event) => events.push(event),
+      begin: async () => ({
+        sink: { write: async () => {} },
+        decoding: plainDecoding,
+      }),
+    });
+    // The sender comes once the ghost has gone; a receiver that gave up fails the test at once.
+    const sending = delay(3000).then(() =>
+      send({
+        ...options(url, systemClock, globalThis.fetch),
+        source: fileSource(data),
+        encoding: plainEncoding,
+      }),
+    );
+    const [received] = await Promise.all([receiving, sending]);
+    expect(received.plainBytes).toBe(data.byteLength);
+    expect(events).toContainEqual({ type: 'notice', text: 'the wait broke (the wait broke); waiting again' });
+    const refusals = events.filter((e) => e.type === 'retrying' && e.reason.startsWith('HTTP 409'));
+    expect(refusals.length).toBeGreaterThanOrEqual(2);
   }, 60_000);
 });

@@ -114,7 +114,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveResult> {
       if (outcome.connectionBroke && state.resumable) await askWhetherToRejoin(options, state, backoff);
       continue;
     }
-    state.afterBrokenWait = false;
+    state.afterBrokenWait = !state.target && outcome.beforeHead === true;
     if (state.target && !state.resumable) {
       throw new GaveUpError(
         `the connection broke during the transfer (${outcome.reason}) and this server cannot resume it`,
@@ -163,8 +163,9 @@ interface ReceiveState {
   /** The next request rejoins a transfer this receiver may be part of (`?offset=0`). */
   rejoin?: boolean;
   /**
-   * The last wait's connection broke: the server may still count that request as waiting until it
-   * notices, so a 409 to the next wait is asked again (within the retry budget), not taken as final.
+   * The last wait's connection broke before a head came: the server may still count that request as
+   * waiting until it notices, so a 409 to the next wait is asked again (within the retry budget), not
+   * taken as final.
    */
   afterBrokenWait?: boolean;
   /** Resumes in a row that stalled before their first byte. */
@@ -297,7 +298,8 @@ async function refusal(
     return { kind: 'broken', reason: `not part of the running transfer (${reason})` };
   }
   if (state.afterBrokenWait && !state.target && status === 409) {
-    return { kind: 'broken', reason: `HTTP 409: ${reason}` };
+    // Most likely this receiver's own earlier wait, which the server has not seen close yet.
+    return { kind: 'broken', reason: `HTTP 409: ${reason}`, beforeHead: true };
   }
   if (retryableStatus(status)) {
     const waitMs = retryAfterMs(response.headers.get('retry-after'), options.clock.now());
