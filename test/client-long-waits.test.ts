@@ -37,16 +37,29 @@ afterAll(async () => {
   await redis?.stop();
 });
 
+/** The pipe's state as `HEAD` tells it, once it is `state` (asked every 20 ms, for at most 10 s). */
+async function untilState(url: string, state: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const now = (await fetch(url, { method: 'HEAD' })).headers.get('x-edgepipe-state');
+    if (now === state) return;
+    if (Date.now() > deadline) throw new Error(`${url} stayed ${now}, not ${state}`);
+    await delay(20);
+  }
+}
+
 /**
  * A receiver's wait the server still counts after its client is gone (a NAT dropped it without a reset):
- * a bare GET on a socket of its own, closed after `heldMs`.
+ * a bare GET on a socket of its own, closed after `heldMs`. Resolves once the server counts it.
  */
 async function ghostWait(url: string, heldMs: number): Promise<Socket> {
   const { hostname, port, pathname } = new URL(url);
+  // The wait that really broke goes first (aborted on the client's side, so the server sees it close).
+  await untilState(url, 'idle');
   const socket = connect(Number(port), hostname);
   socket.on('error', () => {});
   socket.write(`GET ${pathname} HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`);
-  await delay(100);
+  await untilState(url, 'waiting');
   setTimeout(() => socket.destroy(), heldMs);
   return socket;
 }
