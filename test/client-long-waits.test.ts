@@ -1,5 +1,5 @@
-// A wait of more than 10 s whose connection breaks, in the client core against a real Redis-backed server
-// over real HTTP. The client reads such a break as the wait ending (a NAT that dropped an idle connection)
+// A wait of more than 10 s whose connection breaks, in the client core against real servers (on Redis, and
+// in memory) over real HTTP. The client reads such a break as the wait ending (a NAT that dropped an idle connection)
 // and waits again. But the transfer may have begun in that moment without the client seeing it: a browser's
 // fetch over HTTP/1.1 shows the response only once the upload is done, and a receiver's head can be lost
 // with its connection. Each side must then continue the transfer, not open another and be refused (409).
