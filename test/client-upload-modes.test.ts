@@ -224,6 +224,79 @@ describe('a body in pieces, on Redis', () => {
     },
     60_000,
   );
+  it('a piece the browser sent again by itself after its connection broke continues the transfer', async () => {
+    // Chromium sends a request again, body and all, when a kept-alive connection broke before the answer's
+    // head came. The copy meets the transfer its first copy opened (409): the sender must continue it.
+    const data = randomBytes(3 * MiB + 99);
+    const target = { host: '127.0.0.1', port: Number(new URL(onRedis.url).port) };
+    const proxy = await startCuttingProxy({ target, plan: () => ({ cutUpAt: 1.5 * MiB }) });
+    const path = `/modes/${randomUUID()}`;
+    const log: Sent[] = [];
+    const events: TransferEvent[] = [];
+    let resent = 0;
+    const recorded = recording(log);
+    const resending: typeof fetch = async (input, init) => {
+      if (init?.method !== 'PUT' || log.some((sent) => sent.method === 'PUT')) return recorded(input, init);
+      const url = new URL(String(input));
+      try {
+        // The first PUT through the proxy, cut 1.5 MiB up; like the browser, nothing shows before the end.
+        const response = await recorded(`${proxy.url}${url.pathname}${url.search}`, init);
+        return new Response(await response.arrayBuffer(), response);
+      } catch {
+        resent += 1;
+        return recorded(input, init);
+      }
+    };
+    try {
+      const receiving = receiveAll(`${onRedis.url}${path}`, false);
+      await delay(100);
+      const sent = await send({
+        ...basics(`${onRedis.url}${path}`, events),
+        fetch: resending,
+        source: fileSource(data),
+        encoding: plainEncoding,
+        upload: pieces(2 * MiB),
+      });
+      expect(Buffer.compare((await receiving).data, data)).toBe(0);
+      expect(resent).toBe(1);
+      expect(sent.resumes).toBe(1);
+      const puts = log.filter((request) => request.method === 'PUT');
+      // The first copy and the browser's own, both without an offset; then the rest at offsets.
+      expect(puts.map((put) => put.offset === null)).toEqual([true, true, false]);
+      expect(
+        events.filter((e) => e.type === 'notice' && e.text.startsWith("continuing this sender's")),
+      ).toHaveLength(1);
+    } finally {
+      await proxy.close();
+    }
+  }, 60_000);
+  it('a second sender on a running transfer is still refused: its 409 is not taken for its own', async () => {
+    const path = `${onRedis.url}/modes/${randomUUID()}`;
+    const receiving = fetch(path);
+    await delay(100);
+    // The first sender stays connected, its body open.
+    let hold!: ReadableStreamDefaultController<Uint8Array>;
+    const first = fetch(path, {
+      method: 'PUT',
+      body: new ReadableStream<Uint8Array>({
+        start: (controller) => {
+          hold = controller;
+          controller.enqueue(new Uint8Array(1024));
+        },
+      }),
+      duplex: 'half',
+    } as RequestInit);
+    await receiving;
+    const refused = await send({
+      ...basics(path),
+      source: fileSource(randomBytes(MiB)),
+      encoding: plainEncoding,
+      upload: pieces(MiB / 2),
+    }).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'refused', status: 409 });
+    hold.close();
+    await (await first).text();
+  }, 60_000);
 });
 
 describe('a body sent whole', () => {

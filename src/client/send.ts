@@ -11,7 +11,7 @@ import {
 } from './errors.js';
 import { reasonOf } from './http-reason.js';
 import { describe } from './network-error.js';
-import { type PipeProbe, probeWithRetries } from './pipe-probe.js';
+import { headRequest, type PipeProbe, probeOf, probeWithRetries } from './pipe-probe.js';
 import type { PlainSource } from './plain-source.js';
 import { Backoff, retryAfterMs, retryableStatus } from './retry-policy.js';
 import { readTranscript, type TranscriptLine } from './transcript-reader.js';
@@ -71,7 +71,19 @@ type Outcome =
       readonly connectionBroke: boolean;
     }
   /** A piece was committed: the next one continues at this wire offset. */
-  | { readonly kind: 'piece'; readonly offset: number };
+  | { readonly kind: 'piece'; readonly offset: number }
+  /**
+   * A 409 to a request without an offset whose body may have gone up before: a browser sends a request
+   * again by itself, body and all, when a kept-alive connection broke before the answer's head came
+   * (Chromium's `ShouldResendRequest`). Then the transfer that runs is this sender's own, opened by the
+   * first copy. `upTo`: the wire offset this request's body ends at.
+   */
+  | {
+      readonly kind: 'maybe-resent';
+      readonly status: number;
+      readonly reason: string;
+      readonly upTo: number;
+    };
 
 /**
  * Sends one body through a pipe and does not stop until every receiver has it, the server refuses for good,
@@ -170,6 +182,14 @@ export async function send(options: SendOptions): Promise<SendResult> {
         summary: outcome.summary,
       };
     }
+    if (outcome.kind === 'maybe-resent') {
+      const own = probe.resumable ? await ownTransfer(options, outcome.upTo) : undefined;
+      if (own === undefined) throw new RefusedError(outcome.status, outcome.reason);
+      onEvent({ type: 'notice', text: `continuing this sender's transfer at byte ${own}` });
+      resumeAt = own;
+      resumes += 1;
+      continue;
+    }
     if (outcome.kind === 'rewait') {
       // The wait itself ended (the server's wait limit, a NAT that dropped the idle connection): not a
       // failure of the transfer, which has not begun. Wait again.
@@ -232,6 +252,33 @@ interface Body {
 /** Asks `HEAD` again while a transfer runs whose sender the server still counts as connected. */
 function stillConnected(why: string): (probe: PipeProbe) => string | undefined {
   return (probe) => (probe.state === 'transferring' && probe.senderDropped === false ? why : undefined);
+}
+
+/** How long a 409 that may answer a resent request waits for the transfer's sender to count as dropped. */
+const RESENT_WAIT_MS = 5000;
+
+/**
+ * After a `maybe-resent` 409: the offset to continue this sender's own transfer at, when one runs whose
+ * sender dropped (within `RESENT_WAIT_MS`: the broken first copy is seen to close a moment later) at an
+ * offset this sender's body reached; undefined when the path is another's (the refusal then stands).
+ */
+async function ownTransfer(options: SendOptions, upTo: number): Promise<number | undefined> {
+  const deadline = options.clock.now() + RESENT_WAIT_MS;
+  for (;;) {
+    let probe: PipeProbe | undefined;
+    try {
+      probe = probeOf(await headRequest(options));
+    } catch (error) {
+      options.signal?.throwIfAborted();
+      if (error instanceof TransferError) throw error;
+    }
+    if (probe && probe.state !== 'transferring') return undefined;
+    if (probe?.senderDropped && probe.uploadOffset !== undefined) {
+      return probe.uploadOffset <= upTo ? probe.uploadOffset : undefined;
+    }
+    if (options.clock.now() >= deadline) return undefined;
+    await options.clock.sleep(250, options.signal);
+  }
 }
 
 /** Waits the next backoff step, or gives up when the budget is spent. */
@@ -400,6 +447,9 @@ async function attempt(
       // until the server notices it: tried again (bounded by the retry budget), not taken as a refusal.
       if (afterBreak && response.status === 409 && resumeAt === undefined) {
         return broken(`HTTP 409: ${reason}`);
+      }
+      if (response.status === 409 && resumeAt === undefined && requestBody instanceof Blob) {
+        return { kind: 'maybe-resent', status: 409, reason, upTo: plan.wireOffset + requestBody.size };
       }
       throw new RefusedError(response.status, reason);
     }
