@@ -224,6 +224,7 @@ describe('a body in pieces, on Redis', () => {
     },
     60_000,
   );
+
   it('a piece the browser sent again by itself after its connection broke continues the transfer', async () => {
     // Chromium sends a request again, body and all, when a kept-alive connection broke before the answer's
     // head came. The copy meets the transfer its first copy opened (409): the sender must continue it.
@@ -270,6 +271,7 @@ describe('a body in pieces, on Redis', () => {
       await proxy.close();
     }
   }, 60_000);
+
   it('a second sender on a running transfer is still refused: its 409 is not taken for its own', async () => {
     const path = `${onRedis.url}/modes/${randomUUID()}`;
     const receiving = fetch(path);
