@@ -18,42 +18,46 @@ afterAll(async () => {
   await redis?.stop();
 });
 
+/** A ready broker on the suite's Redis under a key prefix of its own; `tracked` ones close after the suite. */
+async function readyBroker(
+  keyPrefix = `t${randomUUID().slice(0, 8)}:`,
+  tracked = true,
+): Promise<RedisBroker> {
+  const broker = new RedisBroker({
+    target: { url: redis.url },
+    keyPrefix,
+    windowBytes: 1024 * 1024,
+    maxPipes: 10,
+    maxWaiting: 10,
+  });
+  await broker.ready();
+  if (tracked) brokers.push(broker);
+  return broker;
+}
+
+/** The topic store of the waiting-read tests: small bounds, 100 topics. */
+function storeOf(broker: RedisBroker) {
+  return broker.openTopics({
+    boundsOf: () => ({ maxRecords: 100, maxBytes: 100_000, maxAgeMs: 3600_000 }),
+    idempotencyWindowMs: 60_000,
+    claimAfterMs: 30_000,
+    maxTopics: 100,
+  });
+}
+
 runTopicTests({
   name: 'redis',
   // Claims and key expiry follow Redis's own time (XPENDING IDLE, PX): the suite waits for them.
   serverTime: true,
   newStore: async (options) => {
     // A key prefix of its own per store: tests never see each other's topics.
-    const broker = new RedisBroker({
-      target: { url: redis.url },
-      keyPrefix: `t${randomUUID().slice(0, 8)}:`,
-      windowBytes: 1024 * 1024,
-      maxPipes: 10,
-      maxWaiting: 10,
-    });
-    await broker.ready();
-    brokers.push(broker);
-    return broker.openTopics(options);
+    return (await readyBroker()).openTopics(options);
   },
 });
 
 describe('redis topics: waiting reads', () => {
   it('block on at most MAX_BLOCKING_CONNECTIONS connections of their own, never stalling other commands', async () => {
-    const broker = new RedisBroker({
-      target: { url: redis.url },
-      keyPrefix: `t${randomUUID().slice(0, 8)}:`,
-      windowBytes: 1024 * 1024,
-      maxPipes: 10,
-      maxWaiting: 10,
-    });
-    await broker.ready();
-    brokers.push(broker);
-    const store = broker.openTopics({
-      boundsOf: () => ({ maxRecords: 100, maxBytes: 100_000, maxAgeMs: 3600_000 }),
-      idempotencyWindowMs: 60_000,
-      claimAfterMs: 30_000,
-      maxTopics: 100,
-    });
+    const store = storeOf(await readyBroker());
     const admin = new Redis(redis.url);
     const clients = async () =>
       String(await admin.client('LIST'))
@@ -115,20 +119,9 @@ describe('redis topics: waiting reads', () => {
   });
 
   it('many at once: no leak warning from the process, and closing the broker ends every one', async () => {
-    const broker = new RedisBroker({
-      target: { url: redis.url },
-      keyPrefix: `t${randomUUID().slice(0, 8)}:`,
-      windowBytes: 1024 * 1024,
-      maxPipes: 10,
-      maxWaiting: 10,
-    });
-    await broker.ready();
-    const store = broker.openTopics({
-      boundsOf: () => ({ maxRecords: 100, maxBytes: 100_000, maxAgeMs: 3600_000 }),
-      idempotencyWindowMs: 60_000,
-      claimAfterMs: 30_000,
-      maxTopics: 100,
-    });
+    // Closed by the test itself.
+    const broker = await readyBroker(undefined, false);
+    const store = storeOf(broker);
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
     process.on('warning', onWarning);
@@ -158,21 +151,7 @@ describe('redis topics: waiting reads', () => {
 
   it('refuses a group past MAX_GROUPS_PER_NAMESPACE', async () => {
     const keyPrefix = `t${randomUUID().slice(0, 8)}:`;
-    const broker = new RedisBroker({
-      target: { url: redis.url },
-      keyPrefix,
-      windowBytes: 1024 * 1024,
-      maxPipes: 10,
-      maxWaiting: 10,
-    });
-    await broker.ready();
-    brokers.push(broker);
-    const store = broker.openTopics({
-      boundsOf: () => ({ maxRecords: 100, maxBytes: 100_000, maxAgeMs: 3600_000 }),
-      idempotencyWindowMs: 60_000,
-      claimAfterMs: 30_000,
-      maxTopics: 100,
-    });
+    const store = storeOf(await readyBroker(keyPrefix));
     const admin = new Redis(redis.url);
     try {
       // The namespace's group hash filled up to the bound directly: 10000 reads would only take longer.
