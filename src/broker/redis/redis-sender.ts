@@ -22,9 +22,12 @@ const TTL_REFRESH_MS = 5000;
  * at most a quarter window, so a frame never waits on a window it cannot fit): each frame costs a stream
  * entry, a message to every receiver and per-command work in Redis and ioredis, whatever its size.
  * Measured for 1 GiB through one instance: 64 KiB frames ~360 MiB/s, 256 KiB ~460 MiB/s (node CPU
- * 2.9 → 2.3 s/GiB); 1 MiB was no better.
+ * 2.9 → 2.3 s/GiB). Since the frames are written from the chunks as they came and read back as views
+ * of the socket reads (no copies left), 1 MiB beat 256 KiB: 512 MiB through one instance, 3 interleaved
+ * rounds, 331 → 398 MiB/s, instance CPU 3.00 → 2.40 s/GiB, Redis's 0.94 → 0.76; sender on one instance
+ * and receiver on another 387 → 421 MiB/s (docs/benchmarks.md).
  */
-const MAX_FRAME_BYTES = 256 * 1024;
+const MAX_FRAME_BYTES = 1024 * 1024;
 
 /** A data frame's header does not carry its payload (which travels as a field of its own). */
 const EMPTY = new Uint8Array(0);

@@ -1,7 +1,7 @@
 /**
  * A RESP2 reply parser (https://redis.io/docs/latest/develop/reference/protocol-spec/) that never copies a
  * bulk string: it comes out as the list of views into the socket reads it spans. ioredis's parser copies
- * every bulk string that spans reads into a pool of its own, which for a receiver's `XRANGE` of 256 KiB
+ * every bulk string that spans reads into a pool of its own, which for a receiver's `XRANGE` of 1 MiB
  * frames is every payload byte once more (docs/benchmarks.md, "Redis, sender on A and receiver on B").
  */
 
