@@ -10,7 +10,24 @@ describe('ChunkWindow', () => {
     for (let i = 0; i < 8; i++) await window.write(tiny);
     const blocked = window.write(tiny);
     expect(await isPending(blocked)).toBe(true);
+    // A writer that had to wait goes on once half the chunks are read, not at the first one.
+    for (let i = 0; i < 4; i++) await window.read(1);
+    expect(await isPending(blocked)).toBe(true);
     await window.read(1);
+    await blocked;
+  });
+
+  it('lets a writer that had to wait go on once half the window is free', async () => {
+    const window = new ChunkWindow([1], { windowBytes: 8 });
+    await window.write(new Uint8Array(4));
+    await window.write(new Uint8Array(4));
+    const blocked = window.write(new Uint8Array(4));
+    expect(await isPending(blocked)).toBe(true);
+    await window.read(1);
+    expect(window.heldBytes).toBe(8);
+    expect(await isPending(blocked)).toBe(true);
+    await window.read(1);
+    expect(window.heldBytes).toBe(4);
     await blocked;
   });
 

@@ -163,6 +163,16 @@ export class ChunkWindow {
     return this.bufferedBytes <= this.options.windowBytes && this.chunks.length <= this.maxChunks;
   }
 
+  /**
+   * A writer that had to wait goes on once half the window is free, not as soon as one chunk was read: it
+   * then writes a run of chunks instead of one per chunk read, and the upload's socket stops and starts
+   * that much less often. 512 MiB through one pipe, 3 interleaved rounds: 741 → 788 MiB/s, 1.38 → 1.30 s
+   * of CPU per GiB (docs/benchmarks.md).
+   */
+  private hasRoomToResume(): boolean {
+    return this.bufferedBytes <= this.options.windowBytes / 2 && this.chunks.length <= this.maxChunks / 2;
+  }
+
   /** Drops the chunks every reader has passed and lets a waiting writer go on when there is room. */
   private trim(): void {
     let slowest = this.base + this.chunks.length;
@@ -173,7 +183,7 @@ export class ChunkWindow {
     this.chunks.splice(0, drop);
     if (this.stamps.length > 0) this.stamps.splice(0, drop);
     this.base = slowest;
-    if (this.writer && this.hasRoom()) {
+    if (this.writer && this.hasRoomToResume()) {
       const writer = this.writer;
       this.writer = undefined;
       writer.resolve();
