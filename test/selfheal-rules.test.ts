@@ -130,32 +130,35 @@ describe('latency windows', () => {
     }
   });
 
-  it('quantiles match the exact quantiles of random data within the histogram error bound', () => {
-    const windows = new LatencyWindows();
-    const samples: number[] = [];
-    let seed = 42;
-    const random = () => {
-      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
-    for (let i = 0; i < 50_000; i++) {
-      // Long-tailed, like latencies: mostly ~1 ms, some up to seconds.
-      const ms = 0.05 + (-Math.log(1 - random()) * 2) ** 2;
-      samples.push(ms);
-      windows.record('chunk', ms);
-    }
-    const stats = windows.rotate().get('chunk')!;
-    expect(stats.count).toBe(50_000);
-    const sorted = [...samples].sort((a, b) => a - b);
-    for (const q of [0.5, 0.9, 0.99, 0.999]) {
-      const exact = sorted[Math.ceil(q * sorted.length) - 1]!;
-      // 3 significant digits: 0.1 % relative, plus the 1 µs recording resolution.
-      expect(Math.abs(stats.quantile(q) - exact)).toBeLessThanOrEqual(exact * 0.001 + 0.001);
-    }
-    // The next window starts empty; lifetime counts go on.
-    expect(windows.rotate().get('chunk')!.count).toBe(0);
-    expect(windows.lifetime('chunk').count).toBe(50_000);
-  });
+  it.each(['packed', 'flat'] as const)(
+    'quantiles match the exact quantiles of random data within the histogram error bound (%s buckets)',
+    (buckets) => {
+      const windows = new LatencyWindows(buckets);
+      const samples: number[] = [];
+      let seed = 42;
+      const random = () => {
+        seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+        return seed / 2 ** 31;
+      };
+      for (let i = 0; i < 50_000; i++) {
+        // Long-tailed, like latencies: mostly ~1 ms, some up to seconds.
+        const ms = 0.05 + (-Math.log(1 - random()) * 2) ** 2;
+        samples.push(ms);
+        windows.record('chunk', ms);
+      }
+      const stats = windows.rotate().get('chunk')!;
+      expect(stats.count).toBe(50_000);
+      const sorted = [...samples].sort((a, b) => a - b);
+      for (const q of [0.5, 0.9, 0.99, 0.999]) {
+        const exact = sorted[Math.ceil(q * sorted.length) - 1]!;
+        // 3 significant digits: 0.1 % relative, plus the 1 µs recording resolution.
+        expect(Math.abs(stats.quantile(q) - exact)).toBeLessThanOrEqual(exact * 0.001 + 0.001);
+      }
+      // The next window starts empty; lifetime counts go on.
+      expect(windows.rotate().get('chunk')!.count).toBe(0);
+      expect(windows.lifetime('chunk').count).toBe(50_000);
+    },
+  );
 });
 
 describe('watcher (injected clock)', () => {

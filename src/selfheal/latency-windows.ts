@@ -23,11 +23,20 @@ export interface WindowStats {
 const MICROS = 1000;
 const HIGHEST_US = 3600 * 1000 * MICROS;
 
-function newHistogram(): hdr.Histogram {
+/**
+ * How a histogram keeps its counters. `flat`: one 32-bit counter per bucket, about 93 KiB per histogram (ten
+ * in all), and an update is an array index: for a server that runs for long and records every chunk of
+ * every pipe. `packed` (the default): a few hundred bytes while idle, for what is built per request or per
+ * object (Workers), at several times the cost per update. 1 GiB through one pipe in memory, 11 interleaved
+ * pairs (medians): packed 948 MiB/s and 1.08 s of CPU per GiB, flat 976 MiB/s and 1.02 s (docs/benchmarks.md).
+ */
+export type HistogramBuckets = 'flat' | 'packed';
+
+function newHistogram(buckets: HistogramBuckets): hdr.Histogram {
   return hdr.build({
-    // Plain JS (no WebAssembly) runs on every runtime; packed buckets keep an idle histogram a few KiB.
+    // Plain JS (no WebAssembly) runs on every runtime.
     useWebAssembly: false,
-    bitBucketSize: 'packed',
+    bitBucketSize: buckets === 'flat' ? 32 : 'packed',
     lowestDiscernibleValue: 1,
     highestTrackableValue: HIGHEST_US,
     numberOfSignificantValueDigits: 3,
@@ -69,10 +78,10 @@ export class LatencyWindows implements LatencySink {
   /** The stats of the closed window, made at `rotate` so that their quantiles are computed once. */
   private closedStats: ReadonlyMap<MetricName, WindowStats>;
 
-  constructor() {
+  constructor(buckets: HistogramBuckets = 'packed') {
     for (const metric of METRICS) {
-      this.open.set(metric, newHistogram());
-      this.closed.set(metric, newHistogram());
+      this.open.set(metric, newHistogram(buckets));
+      this.closed.set(metric, newHistogram(buckets));
       this.totals.set(metric, { count: 0, sumMs: 0 });
     }
     this.closedStats = this.statsOfClosed();
