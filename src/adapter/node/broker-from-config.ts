@@ -61,7 +61,7 @@ export function runtimeFromConfig(
   config: Config,
   options: { log?: (line: string) => void; broker?: Broker } = {},
 ): NodeRuntime {
-  // A server records every chunk for as long as it runs: flat counters, a few hundred KiB, cost the least.
+  // A server records every chunk for as long as it runs: flat counters (under a MiB) cost the least.
   const latency = new LatencyWindows('flat');
   // The Redis round trips are the Redis's: this process's own stalls are taken out of them.
   const stalls = new StallMeter(systemClock);

@@ -24,8 +24,9 @@ interface Waiter {
 
 /**
  * One writer, a fixed set of readers, each reading every chunk in order. Chunks are shared, not copied; a
- * chunk is dropped once the slowest reader has passed it. `write` resolves only while the unread backlog of
- * the slowest reader fits the window, which carries a slow receiver's pace back to the sender.
+ * chunk is dropped once the slowest reader has passed it. `write` resolves at once while the unread backlog
+ * of the slowest reader fits the window, and otherwise once half the window is free again, which carries a
+ * slow receiver's pace back to the sender.
  */
 export class ChunkWindow {
   private readonly chunks: Uint8Array[] = [];
@@ -173,7 +174,7 @@ export class ChunkWindow {
     return this.bufferedBytes <= this.options.windowBytes / 2 && this.chunks.length <= this.maxChunks / 2;
   }
 
-  /** Drops the chunks every reader has passed and lets a waiting writer go on when there is room. */
+  /** Drops the chunks every reader has passed and lets a waiting writer go on once half the window is free. */
   private trim(): void {
     let slowest = this.base + this.chunks.length;
     for (const reader of this.readers.values()) if (reader.next < slowest) slowest = reader.next;

@@ -9,7 +9,7 @@ import { Wakeup } from './wakeup.js';
 /**
  * Frames fetched per round trip (the next fetch goes out when the batch is handed out): a batch of up to 4
  * frames of 1 MiB is a bounded buffer per receiver, the 4 MiB that 16 frames of 256 KiB were before frames
- * grew (see redis-sender.ts). Against 16, 4 moved 1 GiB through one instance with less CPU (2.40 s/GiB
+ * grew (see redis-sender.ts). Against 16, 4 moved 512 MiB through one instance with less CPU (2.40 s/GiB
  * against 2.86, 3 interleaved rounds) and no slower between two instances.
  */
 const FETCH_COUNT = 4;
