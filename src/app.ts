@@ -122,7 +122,13 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
       streamed.set(response, done);
       return response;
     },
-    passStream: deps.passStream,
+    passStream:
+      deps.passStream &&
+      ((body, init, done) => {
+        const response = deps.passStream!(body, init);
+        streamed.set(response, done);
+        return response;
+      }),
     latency,
     counters: new TrafficCounters(),
     watcher: deps.watcher,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { perClientSchema } from '../src/access/access-config.js';
 import { createApp } from '../src/app.js';
+import { MemoryBroker } from '../src/broker/memory/memory-broker.js';
 import type { ByteSource } from '../src/byte-source.js';
 import { ClientIdleError, limitedUpload, stallGuarded } from '../src/byte-source-guards.js';
 import { type ConfigInput, parseConfig } from '../src/config.js';
@@ -193,12 +194,23 @@ describe('request head cap', () => {
 const DEFAULTS = perClientSchema.parse({});
 
 /** An app at the default limits whose client address is `env.peer`, on a clock that stands still. */
-function limitedSetup() {
+function limitedSetup(whole = false) {
   const clock = new ManualClock();
-  const app = createApp(parseConfig({}), {
+  const config = parseConfig({});
+  const app = createApp(config, {
     clock,
     logError: () => {},
     peerAddress: (_request, env) => (env as { peer?: string } | undefined)?.peer,
+    // As in a Durable Object: a pipe of one receiver hands its body over whole, as a stream.
+    ...(whole && {
+      broker: new MemoryBroker({
+        windowBytes: 1024 * 1024,
+        maxPipes: config.limits.maxPipes,
+        maxWaiting: config.limits.maxWaiting,
+        passThrough: () => new TransformStream<Uint8Array, Uint8Array>(),
+      }),
+      passStream: (body: ReadableStream<Uint8Array>, init: ResponseInit) => new Response(body, init),
+    }),
   });
   const request = async (path: string, init?: RequestInit, peer = '192.0.2.1') =>
     app.fetch(new Request(`${BASE}${path}`, init), { peer });
@@ -346,8 +358,11 @@ describe('per-client limits at the defaults (issue 11, item 2)', () => {
     expect(await next.text()).toContain('Too many requests');
   });
 
-  it('completed transfers cost nothing, also when they run side by side', async () => {
-    const { request } = limitedSetup();
+  it.each([
+    ['chunk by chunk', false],
+    ['handed over whole', true],
+  ])('completed transfers cost nothing, also when they run side by side (%s)', async (_, whole) => {
+    const { request } = limitedSetup(whole);
     // Half the waiting cap per round: every receiver is waiting before the first sender comes.
     const count = DEFAULTS.maxWaiting / 2;
     const rounds = Math.ceil((3 * DEFAULTS.burst) / (2 * count));

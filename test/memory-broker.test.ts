@@ -34,6 +34,7 @@ describe('memory broker: a body handed over whole (startStream)', () => {
     expect(meta.headers).toEqual([['Content-Type', 'x/y']]);
     const bytes = new Uint8Array(await new Response(meta.body).arrayBuffer());
     await sent;
+    expect(await meta.delivered).toBe(true);
     expect(bytes.byteLength).toBe(100_000);
     expect(bytes.every((b) => b === 7)).toBe(true);
     expect(await broker.inspect('/whole')).toBeUndefined();
@@ -53,6 +54,7 @@ describe('memory broker: a body handed over whole (startStream)', () => {
     const meta = await receiver.waitForStart(new AbortController().signal);
     await meta.body!.cancel('left');
     await expect(sent).rejects.toBeInstanceOf(ReceiversGoneError);
+    expect(await meta.delivered).toBe(false);
     expect(await broker.inspect('/gone')).toBeUndefined();
   });
 });

@@ -20,6 +20,11 @@ export interface PipeMeta {
    * on as it is instead of calling `read()`, so no JS touches the bytes (Durable Objects, issue 16).
    */
   readonly body?: ReadableStream<Uint8Array>;
+  /**
+   * With `body`: settles once the transfer is over, true when the receiver took the whole body (what
+   * `startStream` resolves on), false when either side failed. It never rejects.
+   */
+  readonly delivered?: Promise<boolean>;
 }
 
 /** What a sender is told while it waits and while it sends. */

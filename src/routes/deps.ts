@@ -21,9 +21,13 @@ export interface RouteDeps {
   readonly streamResponse: StreamResponder;
   /**
    * Makes the Response of a body the broker hands over whole as a stream (`PipeMeta.body`); present where
-   * the runtime moves such streams natively, which lets the send route hand bodies over whole. See `AppDeps`.
+   * the runtime moves such streams natively, which lets the send route hand bodies over whole. `done`
+   * settles when the transfer is over: until then the response holds its client's pipe slot, as a
+   * streaming body does. See `AppDeps`.
    */
-  readonly passStream: ((body: ReadableStream<Uint8Array>, init: ResponseInit) => Response) | undefined;
+  readonly passStream:
+    | ((body: ReadableStream<Uint8Array>, init: ResponseInit, done: Promise<void>) => Response)
+    | undefined;
   readonly latency: LatencyWindows;
   readonly counters: TrafficCounters;
   /** The self-heal watcher, when the runtime runs one. */

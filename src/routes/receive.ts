@@ -59,7 +59,13 @@ export function receiveRoute(deps: RouteDeps) {
     const headers = receiverHeaders(meta.headers);
     const slot = deps.slots.get(request);
     // Handed over whole (never on a resume: only a broker that cannot resume passes streams).
-    if (meta.body && deps.passStream) return deps.passStream(meta.body, { headers });
+    if (meta.body && deps.passStream) {
+      // A completed transfer costs its client nothing (see ClientLimits), whole or chunk by chunk.
+      const done = (meta.delivered ?? Promise.resolve(false)).then((whole) => {
+        if (whole) slot?.completed();
+      });
+      return deps.passStream(meta.body, { headers }, done);
+    }
     const body = stallGuarded(
       counted(session, deps.counters, () => slot?.completed()),
       deps.clock,

@@ -305,7 +305,8 @@ export class MemoryBroker implements Broker {
       throw new Error('startStream() before all receivers are present, or with n > 1');
     }
     const pass = this.options.passThrough!(length);
-    pipe.started.resolve({ ...meta, body: pass.readable });
+    const delivered = deferred<boolean>();
+    pipe.started.resolve({ ...meta, body: pass.readable, delivered: delivered.promise });
     this.options.latency?.record('ttfb', performance.now() - pipe.establishedAt);
     try {
       // Either side failing rejects with ReceiversGoneError: under workerd the two look alike from a pipeTo
@@ -314,6 +315,10 @@ export class MemoryBroker implements Broker {
       // reads no transcript, so the one told is the sender whose receiver left; a stalled sender is told
       // it was idle (ClientIdleError).
       await pumpWholeBody(body, pass.writable, this.options.clock ?? systemClock, idleMs);
+      delivered.resolve(true);
+    } catch (error) {
+      delivered.resolve(false);
+      throw error;
     } finally {
       this.forget(pipe);
     }
