@@ -78,8 +78,13 @@ export async function pumpWholeBody(
   }
 }
 
-/** Bytes a read may take at once where the body is a byte stream (workerd's request bodies are). */
-const MAX_READ_BYTES = 64 * 1024;
+/**
+ * Bytes a read may take at once where the body is a byte stream (workerd's request bodies are). A body of
+ * declared length arrives in large pieces: 256 MiB through one object with curl at both ends moved 392 MiB/s
+ * (median of 7 interleaved rounds) with reads of up to 64 KiB, 516 with 256 KiB and 423 with 1 MiB; a native
+ * pipe, unwatched, 665-744 (issue 16). Chunked bodies arrive in smaller pieces and did not move.
+ */
+const MAX_READ_BYTES = 256 * 1024;
 /** A read's first buffer, and the least one holds. */
 const MIN_READ_BYTES = 8 * 1024;
 /** Reads in a row that took under a sixteenth of their buffer before the buffer halves. */
