@@ -42,6 +42,43 @@ describe('ChunkWindow', () => {
     expect(window.heldBytes).toBe(0);
   });
 
+  it("readers of different paces each get every chunk in order, and it holds the slowest one's backlog", async () => {
+    const delivered: number[] = [];
+    const window = new ChunkWindow([1, 2], {
+      windowBytes: 1 << 30,
+      onDelivered: (ms) => delivered.push(ms),
+    });
+    const got = new Map<number, number[]>([
+      [1, []],
+      [2, []],
+    ]);
+    const sizes: number[] = [];
+    // Reader 1 takes a chunk per chunk written, reader 2 three at a time every fourth write: the held chunks
+    // move along the array, which empties and is compacted on the way.
+    for (let i = 0; i < 200; i++) {
+      const size = 1 + ((i * 37) % 50);
+      sizes.push(size);
+      await window.write(new Uint8Array(size).fill(i % 256));
+      got.get(1)!.push((await window.read(1))![0]!);
+      if (i % 4 === 3) for (let k = 0; k < 3; k++) got.get(2)!.push((await window.read(2))![0]!);
+      const backlog = sizes.slice(got.get(2)!.length).reduce((a, b) => a + b, 0);
+      expect(window.heldBytes).toBe(backlog);
+    }
+    const ended = window.end();
+    expect(await window.read(1)).toBeNull();
+    for (;;) {
+      const chunk = await window.read(2);
+      if (!chunk) break;
+      got.get(2)!.push(chunk[0]!);
+    }
+    await ended;
+    const expected = sizes.map((_, i) => i % 256);
+    expect(got.get(1)).toEqual(expected);
+    expect(got.get(2)).toEqual(expected);
+    expect(window.heldBytes).toBe(0);
+    expect(delivered).toHaveLength(400);
+  });
+
   it('end resolves when readers drain; a reader that finished is not an abort', async () => {
     const window = new ChunkWindow([1], { windowBytes: 10 });
     await window.write(new Uint8Array(2));
