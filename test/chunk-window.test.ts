@@ -53,8 +53,8 @@ describe('ChunkWindow', () => {
       [2, []],
     ]);
     const sizes: number[] = [];
-    // Reader 1 takes a chunk per chunk written, reader 2 three at a time every fourth write: the held chunks
-    // move along the array, which empties and is compacted on the way.
+    // Reader 1 takes a chunk per chunk written, reader 2 three at a time every fourth write: the chunks held
+    // for reader 2 move along the array, which is compacted on the way.
     for (let i = 0; i < 200; i++) {
       const size = 1 + ((i * 37) % 50);
       sizes.push(size);
