@@ -110,6 +110,10 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
   // Streaming responses (transfers, transcripts) are timed by the broker, not as requests; their ends
   // release the client's pipe slots.
   const streamed = new WeakMap<Response, Promise<void>>();
+  const tracked = (response: Response, done: Promise<void>) => {
+    streamed.set(response, done);
+    return response;
+  };
   const routeDeps: RouteDeps = {
     config,
     broker: deps.broker ?? defaultBroker(config, latency),
@@ -118,17 +122,9 @@ export function createApp(config: Config, deps: AppDeps = {}): Hono {
     headerValues: deps.headerValues ?? joinedHeaderValues,
     streamResponse: (body, init) => {
       const { source, done } = watchedSource(body);
-      const response = streamResponse(source, init, done);
-      streamed.set(response, done);
-      return response;
+      return tracked(streamResponse(source, init, done), done);
     },
-    passStream:
-      deps.passStream &&
-      ((body, init, done) => {
-        const response = deps.passStream!(body, init);
-        streamed.set(response, done);
-        return response;
-      }),
+    passStream: deps.passStream && ((body, init, done) => tracked(deps.passStream!(body, init), done)),
     latency,
     counters: new TrafficCounters(),
     watcher: deps.watcher,

@@ -62,6 +62,11 @@ export class ChunkWindow {
     return this.readers.size;
   }
 
+  /** Chunks held right now. */
+  private get chunkCount(): number {
+    return this.chunks.length - this.head;
+  }
+
   /** Bytes held right now (the slowest reader's backlog). */
   get heldBytes(): number {
     return this.bufferedBytes;
@@ -123,7 +128,7 @@ export class ChunkWindow {
       );
     }
     const offset = reader.next - this.base;
-    if (offset < this.chunks.length - this.head) {
+    if (offset < this.chunkCount) {
       const chunk = this.chunks[this.head + offset]!;
       if (this.options.onDelivered) {
         this.options.onDelivered(performance.now() - this.stamps[this.head + offset]!, reader.next === 0);
@@ -169,7 +174,7 @@ export class ChunkWindow {
   }
 
   private hasRoom(): boolean {
-    return this.bufferedBytes <= this.options.windowBytes && this.chunks.length - this.head <= this.maxChunks;
+    return this.bufferedBytes <= this.options.windowBytes && this.chunkCount <= this.maxChunks;
   }
 
   /**
@@ -179,15 +184,12 @@ export class ChunkWindow {
    * of CPU per GiB (docs/benchmarks.md).
    */
   private hasRoomToResume(): boolean {
-    return (
-      this.bufferedBytes <= this.options.windowBytes / 2 &&
-      this.chunks.length - this.head <= this.maxChunks / 2
-    );
+    return this.bufferedBytes <= this.options.windowBytes / 2 && this.chunkCount <= this.maxChunks / 2;
   }
 
   /** Drops the chunks every reader has passed and lets a waiting writer go on once half the window is free. */
   private trim(): void {
-    let slowest = this.base + this.chunks.length - this.head;
+    let slowest = this.base + this.chunkCount;
     for (const reader of this.readers.values()) if (reader.next < slowest) slowest = reader.next;
     const drop = slowest - this.base;
     if (drop <= 0) return;
@@ -201,7 +203,7 @@ export class ChunkWindow {
       this.chunks.length = 0;
       this.stamps.length = 0;
       this.head = 0;
-    } else if (this.head > this.chunks.length - this.head) {
+    } else if (this.head > this.chunkCount) {
       this.chunks.splice(0, this.head);
       if (this.stamps.length > 0) this.stamps.splice(0, this.head);
       this.head = 0;
@@ -214,7 +216,7 @@ export class ChunkWindow {
   }
 
   private allDrained(): boolean {
-    const end = this.base + this.chunks.length - this.head;
+    const end = this.base + this.chunkCount;
     for (const reader of this.readers.values()) if (reader.next < end) return false;
     return true;
   }
