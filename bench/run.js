@@ -41,6 +41,10 @@ import { measureTunnels, printTunnelTable } from './tunnel-bench.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const GIB = Number(process.env.BENCH_GIB ?? 1);
+/** `broker.objectShards` of the latency-only Durable Objects row. */
+const OBJECT_SHARDS = 64;
+/** A latency-only row's throughput figures: none. */
+const NO_THROUGHPUT = { mibPerSecond: Number.NaN, cpuPerGiB: Number.NaN, redisCpuPerGiB: Number.NaN };
 
 /** piping-server's entry file (installed into bench/.work once), or undefined if npm cannot install it. */
 async function pipingServerEntry() {
@@ -393,7 +397,19 @@ async function main() {
       ...workerEnv,
       PORT: String(await freePort()),
     });
-    processes.push(objects, echo);
+    // The same objects with `broker.objectShards`: paths hashed over warm objects instead of a new object
+    // per path. Only its 1 KiB latency differs (the byte path is the same object code), so latency only.
+    const shards = await startServer(
+      'workers (durable objects, shards)',
+      process.execPath,
+      ['dist/cli/dev-worker.js'],
+      {
+        ...workerEnv,
+        PORT: String(await freePort()),
+        EDGEPIPE_CONFIG: JSON.stringify({ broker: { objectShards: OBJECT_SHARDS } }),
+      },
+    );
+    processes.push(objects, echo, shards);
     const workersGib = Math.min(GIB, 0.25);
     const mib = workersGib * 1024;
     const objectsRow = (name, extra) => ({
@@ -423,6 +439,19 @@ async function main() {
         declared: true,
         throughputOnly: true,
       }),
+      {
+        ...target(
+          `workers (durable objects, ${OBJECT_SHARDS} shards)`,
+          shards,
+          shards,
+          undefined,
+          workersGib,
+        ),
+        ratio: 'objects-shards',
+        perRequest: true,
+        noExpect: true,
+        latencyOnly: true,
+      },
     );
   }
   const piping = process.env.BENCH_PIPING === '0' ? undefined : await pipingServerEntry();
@@ -443,7 +472,8 @@ async function main() {
   try {
     // Warm up every server (JIT, buffers, connection pools) before measuring: 64 MiB and 50 small transfers.
     for (const server of targets) {
-      await throughput(server, 'warm', Math.min(64 * 1024 ** 2, server.gib * 1024 ** 3));
+      if (!server.latencyOnly)
+        await throughput(server, 'warm', Math.min(64 * 1024 ** 2, server.gib * 1024 ** 3));
       if (!server.throughputOnly) await latencies(server, 'warm', 50);
     }
     for (let round = 0; round < ROUNDS; round++) {
@@ -451,7 +481,7 @@ async function main() {
       const order = round % 2 === 0 ? targets : [...targets].reverse();
       for (const server of order) {
         const r = results.get(server.name);
-        const a = await throughput(server, round);
+        const a = server.latencyOnly ? NO_THROUGHPUT : await throughput(server, round);
         r.a.push(a.mibPerSecond);
         r.cpu.push(a.cpuPerGiB);
         r.redisCpu.push(a.redisCpuPerGiB);
@@ -460,12 +490,16 @@ async function main() {
         const lat = server.throughputOnly ? [Number.NaN] : await latencies(server, round);
         r.p50.push(quantile(lat, 0.5));
         r.p99.push(quantile(lat, 0.99));
-        r.c.push(server.echo || server.throughputOnly ? Number.NaN : await concurrent(server, round));
-        const latencyNote = server.throughputOnly
-          ? ''
-          : `, p50 ${quantile(lat, 0.5).toFixed(2)} ms, p99 ${quantile(lat, 0.99).toFixed(2)} ms`;
+        const noConcurrent = server.echo || server.throughputOnly || server.latencyOnly;
+        r.c.push(noConcurrent ? Number.NaN : await concurrent(server, round));
+        const notes = [
+          server.latencyOnly ? '' : `${a.mibPerSecond.toFixed(0)} MiB/s`,
+          server.throughputOnly
+            ? ''
+            : `p50 ${quantile(lat, 0.5).toFixed(2)} ms, p99 ${quantile(lat, 0.99).toFixed(2)} ms`,
+        ];
         process.stderr.write(
-          `round ${round + 1}/${ROUNDS} ${server.name}: ${a.mibPerSecond.toFixed(0)} MiB/s${latencyNote}\n`,
+          `round ${round + 1}/${ROUNDS} ${server.name}: ${notes.filter(Boolean).join(', ')}\n`,
         );
       }
     }
@@ -516,8 +550,8 @@ async function main() {
   const measured = (name) => !name.startsWith('workers');
   const rows = [...results].map(([name, r]) => [
     name,
-    `${median(r.a).toFixed(0)}`,
-    `${median(r.cpu).toFixed(2)}`,
+    dash(median(r.a), 0),
+    dash(median(r.cpu), 2),
     dash(median(r.redisCpu), 2),
     dash(median(r.p50), 2),
     dash(median(r.p99), 2),
@@ -556,7 +590,8 @@ async function main() {
     console.log(
       `\nworkers (durable objects) / workers echo: throughput ${(median(objects.a) / median(echo.a)).toFixed(2)}× (target ≥ 0.8), ` +
         `${(median(declared.a) / median(echoDeclared.a)).toFixed(2)}× with Content-Length; ` +
-        `1 KiB p50 / edgepipe (memory) on Node: ${(median(objects.p50) / median(results.get('edgepipe (memory)').p50)).toFixed(2)}× (target ≤ 2); ` +
+        `1 KiB p50 / edgepipe (memory) on Node: ${(median(objects.p50) / median(results.get('edgepipe (memory)').p50)).toFixed(2)}× (target ≤ 2), ` +
+        `${(median(byRatio('objects-shards').p50) / median(results.get('edgepipe (memory)').p50)).toFixed(2)}× with ${OBJECT_SHARDS} shards; ` +
         `the echo Worker's own 1 KiB round trip / Node's pipe: ${(median(echo.p50) / median(results.get('edgepipe (memory)').p50)).toFixed(2)}× (the floor)`,
     );
   }

@@ -140,6 +140,13 @@ export const configSchema = z
          * a Redis is given, `durable-object` otherwise. Other runtimes ignore it.
          */
         workers: z.enum(['durable-object', 'redis']).optional(),
+        /**
+         * Cloudflare Workers on Durable Objects only: 0, one object per pipe path (a new object for every new
+         * path); N, paths hashed over N objects that outlive their pipes, so a pipe on a new path meets in a
+         * warm object (lower set-up latency; the pipes of a shard share its one thread and its limits).
+         * Change it only while no pipe waits: parties reach different objects across the change.
+         */
+        objectShards: z.number().int().min(0).max(65_536).default(0),
         /** Seed nodes (`host:port`) of a Redis Cluster, instead of `redis`. */
         cluster: z
           .array(z.string().regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port'))

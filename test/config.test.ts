@@ -18,7 +18,7 @@ describe('config', () => {
         h2c: false,
       },
       auth: { mode: 'open', secrets: [], tokens: [], metricsPublic: false, maxTtlSeconds: 604_800 },
-      broker: { resumeGraceMs: 30_000, socketBufferBytes: 16 * 1024 * 1024 },
+      broker: { objectShards: 0, resumeGraceMs: 30_000, socketBufferBytes: 16 * 1024 * 1024 },
       limits: {
         maxReceivers: 32,
         maxPathBytes: 1024,

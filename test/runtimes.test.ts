@@ -302,6 +302,58 @@ describe('workers on Durable Objects (no Redis)', () => {
   });
 });
 
+describe('workers on Durable Objects, paths hashed over shards (broker.objectShards)', () => {
+  // One shard: every path meets in the same object, so its limits count the pipes of all paths.
+  const MAX_PIPES = 8;
+  let worker: ServerProcess;
+  beforeAll(async () => {
+    worker = await startWorker({
+      EDGEPIPE_CONFIG: JSON.stringify({ broker: { objectShards: 1 }, limits: { maxPipes: MAX_PIPES } }),
+    });
+  });
+  afterAll(() => {
+    worker?.kill();
+  });
+
+  it('pipes of different paths share the object: its pipe limit counts them all', async () => {
+    const url = (i: number) => `${worker.url}/shard/held-${i}`;
+    const waiting = Array.from({ length: MAX_PIPES }, (_, i) =>
+      fetch(url(i)).then((answer) => answer.text()),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const refused = await fetch(`${worker.url}/shard/one-more`);
+    expect(`${refused.status} ${await refused.text()}`).toBe(
+      '429 [ERROR] Too many pipes on this server; try again later.\n',
+    );
+    // Their senders end them (workerd does not tell the object of a waiting receiver that leaves).
+    await Promise.all(
+      Array.from({ length: MAX_PIPES }, (_, i) => fetch(url(i), { method: 'PUT', body: `${i}` })),
+    );
+    expect(await Promise.all(waiting)).toEqual(Array.from({ length: MAX_PIPES }, (_, i) => `${i}`));
+  });
+
+  it('pipes of many paths in one object, both orders at once, each byte-exact', async () => {
+    const bodies = Array.from({ length: MAX_PIPES }, () => randomBytes(256 * 1024));
+    const url = (i: number) => `${worker.url}/shard/many-${i}`;
+    const receiverFirst = (i: number) => i % 2 === 0;
+    const received: Promise<Uint8Array>[] = [];
+    const sent: Promise<string>[] = [];
+    const receive = (i: number) => {
+      received[i] = fetch(url(i)).then(async (answer) => new Uint8Array(await answer.arrayBuffer()));
+    };
+    const send = (i: number) => {
+      sent[i] = fetch(url(i), { method: 'PUT', body: bodies[i] }).then((answer) => answer.text());
+    };
+    for (let i = 0; i < MAX_PIPES; i++) (receiverFirst(i) ? receive : send)(i);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    for (let i = 0; i < MAX_PIPES; i++) (receiverFirst(i) ? send : receive)(i);
+    for (let i = 0; i < MAX_PIPES; i++) {
+      expect(sha256(await received[i]!), `path ${i}`).toBe(sha256(bodies[i]!));
+      expect(await sent[i]).toContain(receiverFirst(i) ? 'All receiver(s)' : 'Sent successfully');
+    }
+  });
+});
+
 /** Pipes on Redis (`broker.workers`), here without one: every pipe is refused with the reason. */
 const REDIS_BROKER = { broker: { workers: 'redis' } };
 

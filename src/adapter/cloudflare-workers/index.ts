@@ -11,6 +11,7 @@ import { pipePathOf } from '../../routes/pipe-target.js';
 import { isReservedPath } from '../../routes/reserved-paths.js';
 import type { WatcherView } from '../../selfheal/watcher.js';
 import { drainRefusedBody } from './drain-refused-body.js';
+import { pipeObjectName } from './pipe-object-name.js';
 import { SELFHEAL_STATE, type StoredSelfheal, scheduledWatch } from './scheduled-watch.js';
 import { streamingResponse } from './streaming-response.js';
 import { WATCH_NAME, WATCH_URL, type WatchState } from './watch-object.js';
@@ -194,7 +195,7 @@ export default {
       if (!env.PIPES) return own(refusing(NEEDS_PIPES_BINDING));
       const path = pipePathOf(new URL(request.url));
       // Preflights and the server's own paths are answered here; every party of a pipe meets in the
-      // object named after its path (the object checks access and limits with the same app).
+      // object named after its path or its shard (the object checks access and limits with the same app).
       if (request.method === 'OPTIONS' || isReservedPath(path)) {
         if (!WATCH_PAGES.has(path)) return own(inObjects(undefined));
         watchArmed = true;
@@ -203,7 +204,9 @@ export default {
       }
       armWatch(config, env, ctx);
       // The object reads the unread body of a request it refuses (pipe-object.ts).
-      return env.PIPES.get(env.PIPES.idFromName(path)).fetch(request);
+      return env.PIPES.get(env.PIPES.idFromName(pipeObjectName(path, config.broker.objectShards))).fetch(
+        request,
+      );
     }
     armWatch(config, env, ctx);
     const target = await activeRedis(config);

@@ -21,7 +21,8 @@ class ReportedWindows extends LatencyWindows {
 }
 
 /**
- * The Durable Object of one pipe path (`idFromName(path)`, see index.ts). workerd runs every request to one
+ * The Durable Object of one pipe path (`idFromName(path)`), or of the paths of one shard
+ * (`broker.objectShards`, pipe-object-name.ts). workerd runs every request to one
  * object in the object's own I/O context, so here, unlike in a plain Worker, a receiver's response may
  * stream a sender's request body: the same app and routes run on an in-memory broker, and every party of a
  * path meets in this one object without a Redis. The object lives as long as a request to it is open. It
