@@ -32,14 +32,14 @@ runBrokerTests({
 });
 
 /** A broker on the test's Redis with small limits; brokers given one prefix are instances of one deployment. */
-async function readyBroker(keyPrefix: string): Promise<RedisBroker> {
+async function readyBroker(keyPrefix: string, pollMs = 100): Promise<RedisBroker> {
   const broker = new RedisBroker({
     target: { url: redis.url },
     keyPrefix,
     windowBytes: 1024 * 1024,
     maxPipes: 10,
     maxWaiting: 10,
-    pollMs: 100,
+    pollMs,
   });
   await broker.ready();
   return broker;
@@ -80,6 +80,41 @@ describe('redis: close', () => {
 });
 
 describe('redis: a small transfer', () => {
+  it("learns whether every receiver read the end from the end frame's own reply, not one more HVALS", async () => {
+    // Polls far apart: every HVALS counted here follows a message, not the clock.
+    const broker = await readyBroker(`t${randomUUID().slice(0, 8)}:`, 10_000);
+    const stats = new Redis(redis.url);
+    const never = new AbortController().signal;
+    try {
+      const hvals = async () => {
+        const line = (await stats.info('commandstats'))
+          .split('\r\n')
+          .find((entry) => entry.startsWith('cmdstat_hvals:'));
+        return Number(/calls=(\d+)/.exec(line ?? '')?.[1] ?? 0);
+      };
+      const receiver = await broker.openReceiver({ path: '/small/end', receivers: 1 });
+      const sender = await broker.openSender({ path: '/small/end', receivers: 1, onEvent: () => {} });
+      await sender.waitForReceivers(never);
+      await sender.start({ headers: [] });
+      await receiver.waitForStart(never);
+      await sender.write(new Uint8Array([1, 2, 3]));
+      const before = await hvals();
+      const ended = sender.end();
+      // The sender waits for the receiver, which has read nothing yet: the end frame's script read the
+      // receivers' offsets (one HVALS inside it), and nothing rang since.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(await hvals()).toBe(before + 1);
+      expect(Array.from((await receiver.read()) ?? [])).toEqual([1, 2, 3]);
+      expect(await receiver.read()).toBeNull();
+      await ended;
+      // The receiver's last report rang: one look, which found it done.
+      expect(await hvals()).toBe(before + 2);
+    } finally {
+      stats.disconnect();
+      await broker.close();
+    }
+  });
+
   it('gives a waiting receiver the headers in the start message, byte for byte, with no second read', async () => {
     const broker = await readyBroker(`t${randomUUID().slice(0, 8)}:`);
     const stats = new Redis(redis.url);

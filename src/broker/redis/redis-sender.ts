@@ -363,6 +363,9 @@ export class RedisSenderSession implements SenderSession {
       // answers (one round trip less per transfer); if one of them failed, the seq gap fails the readers.
       this.flush();
       await this.started;
+      // Rings from before the end frame existed (a receiver joining, progress through the data) say nothing
+      // about who has read it; a ring from now on may, and is remembered for the wait below.
+      this.wakeup.forget();
       const ended = this.append({ kind: 'end', seq: this.seq++, offset: this.offset }, '');
       ended.catch(() => {}); // awaited below, unless a data frame failed first
       await this.settleInFlight();
@@ -371,12 +374,13 @@ export class RedisSenderSession implements SenderSession {
       if (reply === -1) throw new ReceiversGoneError();
       endCommitted = true;
       // "All received": every receiver still in the pipe has read up to the end frame, which counts as one
-      // more byte (so the data is not deleted under a receiver that has yet to read that frame).
-      for (;;) {
-        const backlog = backlogOf(await redis.hvals(keys.readers), this.offset + 1);
-        if (backlog === -1) throw new ReceiversGoneError();
-        if (backlog === 0) break;
+      // more byte (so the data is not deleted under a receiver that has yet to read that frame). The end's
+      // own reply is the first look (its script read the receivers' offsets): one round trip less.
+      let backlog = reply;
+      while (backlog !== 0) {
         await this.reaping.wait();
+        backlog = backlogOf(await redis.hvals(keys.readers), this.offset + 1);
+        if (backlog === -1) throw new ReceiversGoneError();
       }
       // Every receiver was written everything, which is not that every client received it: the last frames
       // stay for the grace period, for a receiver whose connection lost what its socket buffers held.
@@ -478,7 +482,12 @@ export class RedisSenderSession implements SenderSession {
       [
         asBuffer(encodeFrameHeader(frame)),
         frame.kind === 'data' ? asBuffer(frame.payload) : '',
-        frame.kind === 'data' ? frame.offset + frame.payload.byteLength : frame.offset,
+        // The end frame counts as one byte: its backlog is 0 once every receiver has read it.
+        frame.kind === 'data'
+          ? frame.offset + frame.payload.byteLength
+          : frame.kind === 'end'
+            ? frame.offset + 1
+            : frame.offset,
         refreshTtl ? options.ttlMs : '',
         keys.events,
         options.maxStreamEntries,

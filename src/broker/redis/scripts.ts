@@ -115,7 +115,8 @@ return 1
 /**
  * Appends one frame and reports the backlog the slowest remaining receiver has, for flow control.
  * KEYS: [1] data stream, [2] readers hash, [3] meta hash, [4] owners hash
- * ARGV: [1] frame header (msgpack), [2] payload ('' for none), [3] offset after this frame, [4] ttl ms
+ * ARGV: [1] frame header (msgpack), [2] payload ('' for none), [3] offset after this frame (an end frame
+ *       counts as one byte), [4] ttl ms
  *       ('' to leave the expiry alone: refreshed every few seconds, not per chunk), [5] channel,
  *       [6] max stream length (entries), [7] new state ('' to keep; 'a' aborted: the path is free again),
  *       [8] ttl ms of an aborted pipe's keys (long enough for its receivers to read the abort frame),

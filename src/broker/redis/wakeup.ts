@@ -17,6 +17,11 @@ export class Wakeup {
     }
   }
 
+  /** Forgets a remembered ring: what rang before now no longer bears on what the session waits for next. */
+  forget(): void {
+    this.rung = false;
+  }
+
   wait(ms: number, signal?: AbortSignal): Promise<void> {
     if (this.rung) {
       this.rung = false;
