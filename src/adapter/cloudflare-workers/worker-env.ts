@@ -34,7 +34,7 @@ export interface Env {
   readonly EDGEPIPE_SECRETS?: string;
   /** The admin token of `/_/selfheal` and `/_/metrics` (a secret). */
   readonly EDGEPIPE_ADMIN_TOKEN?: string;
-  /** The pipes' Durable Objects (`PipeObject`), one per path or shard; absent where wrangler.toml does not bind it. */
+  /** The pipes' Durable Objects (`PipeObject`), one per path or shard; absent where wrangler.toml lacks it. */
   readonly PIPES?: DurableObjectNamespace;
   /** The singleton self-heal object (`WatchObject`, `idFromName('selfheal')`); absent where not bound. */
   readonly WATCH?: DurableObjectNamespace;
