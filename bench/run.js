@@ -384,31 +384,22 @@ async function main() {
     // of what workerd moves here (issue 16: the objects' row is held to 0.8x of it). Both started through
     // wrangler's API with the inspector off, as `npm run dev:worker` starts edgepipe.
     const workerEnv = { HOST: '127.0.0.1', WRANGLER_SEND_METRICS: 'false', CI: '1' };
-    const objects = await startServer(
-      'workers (durable objects)',
-      process.execPath,
-      ['dist/cli/dev-worker.js'],
-      {
+    const devWorker = async (name, env = {}) =>
+      startServer(name, process.execPath, ['dist/cli/dev-worker.js'], {
         ...workerEnv,
         PORT: String(await freePort()),
-      },
-    );
+        ...env,
+      });
+    const objects = await devWorker('workers (durable objects)');
     const echo = await startServer('workers echo', process.execPath, ['bench/echo-worker/start.js'], {
       ...workerEnv,
       PORT: String(await freePort()),
     });
     // The same objects with `broker.objectShards`: paths hashed over warm objects instead of a new object
     // per path. Only its 1 KiB latency differs (the byte path is the same object code), so latency only.
-    const shards = await startServer(
-      'workers (durable objects, shards)',
-      process.execPath,
-      ['dist/cli/dev-worker.js'],
-      {
-        ...workerEnv,
-        PORT: String(await freePort()),
-        EDGEPIPE_CONFIG: JSON.stringify({ broker: { objectShards: OBJECT_SHARDS } }),
-      },
-    );
+    const shards = await devWorker('workers (durable objects, shards)', {
+      EDGEPIPE_CONFIG: JSON.stringify({ broker: { objectShards: OBJECT_SHARDS } }),
+    });
     processes.push(objects, echo, shards);
     const workersGib = Math.min(GIB, 0.25);
     const mib = workersGib * 1024;

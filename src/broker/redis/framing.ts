@@ -22,6 +22,15 @@ export type Frame =
 
 const KIND = { data: 0, end: 1, abort: 2 } as const;
 
+/**
+ * Where a reader stands once it has read `frame`: a data frame's payload moves it on, and an end frame counts
+ * as one byte, so "every receiver read the end" is a position like any other.
+ */
+export function offsetAfter(frame: Frame): number {
+  if (frame.kind === 'data') return frame.offset + frame.payload.byteLength;
+  return frame.kind === 'end' ? frame.offset + 1 : frame.offset;
+}
+
 /** The header of a frame; the payload travels beside it. */
 export function encodeFrameHeader(frame: Frame): Uint8Array {
   switch (frame.kind) {

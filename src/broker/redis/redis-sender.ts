@@ -2,7 +2,7 @@ import { encode } from '@msgpack/msgpack';
 import { asPipeError, ReceiversGoneError, SenderAbortedError } from '../errors.js';
 import type { PipeMeta, SenderEvent, SenderSession } from '../types.js';
 import { FrameXadd } from './frame-command.js';
-import { asBuffer, encodeFrameHeader, type Frame } from './framing.js';
+import { asBuffer, encodeFrameHeader, type Frame, offsetAfter } from './framing.js';
 import type { PartyHooks, PipeContext } from './pipe-context.js';
 import { ReapingWait } from './reap.js';
 import { Wakeup } from './wakeup.js';
@@ -366,7 +366,8 @@ export class RedisSenderSession implements SenderSession {
       // Rings from before the end frame existed (a receiver joining, progress through the data) say nothing
       // about who has read it; a ring from now on may, and is remembered for the wait below.
       this.wakeup.forget();
-      const ended = this.append({ kind: 'end', seq: this.seq++, offset: this.offset }, '');
+      const endFrame: Frame = { kind: 'end', seq: this.seq++, offset: this.offset };
+      const ended = this.append(endFrame, '');
       ended.catch(() => {}); // awaited below, unless a data frame failed first
       await this.settleInFlight();
       const reply = await ended;
@@ -379,7 +380,7 @@ export class RedisSenderSession implements SenderSession {
       let backlog = reply;
       while (backlog !== 0) {
         await this.reaping.wait();
-        backlog = backlogOf(await redis.hvals(keys.readers), this.offset + 1);
+        backlog = backlogOf(await redis.hvals(keys.readers), offsetAfter(endFrame));
         if (backlog === -1) throw new ReceiversGoneError();
       }
       // Every receiver was written everything, which is not that every client received it: the last frames
@@ -482,12 +483,7 @@ export class RedisSenderSession implements SenderSession {
       [
         asBuffer(encodeFrameHeader(frame)),
         frame.kind === 'data' ? asBuffer(frame.payload) : '',
-        // The end frame counts as one byte: its backlog is 0 once every receiver has read it.
-        frame.kind === 'data'
-          ? frame.offset + frame.payload.byteLength
-          : frame.kind === 'end'
-            ? frame.offset + 1
-            : frame.offset,
+        offsetAfter(frame),
         refreshTtl ? options.ttlMs : '',
         keys.events,
         options.maxStreamEntries,
