@@ -145,7 +145,8 @@ describe('runtimes sharing one Redis', () => {
       RUNTIMES.bun(env),
       RUNTIMES.deno(env),
       // One config story: the same file reaches the Worker (`npm run dev:worker` passes its contents).
-      startWorker({ REDIS_URL: redis.url, EDGEPIPE_CONFIG: config }),
+      // Its request log on: the test of the drain message below reads it.
+      startWorker({ REDIS_URL: redis.url, EDGEPIPE_CONFIG: config }, ['--log-requests']),
     ]);
     Object.assign(servers, { node, bun, deno, workers });
   });
@@ -226,6 +227,17 @@ describe('workers on Durable Objects (no Redis)', () => {
     seesIdleDisconnect: false,
     seesLeaveOfOneOfMany: false,
     topics: false,
+  });
+
+  it('dev:worker logs no line per request unless asked (--log-requests, above)', async () => {
+    const receiving = fetch(`${worker.url}/do/unlogged`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const sent = await fetch(`${worker.url}/do/unlogged`, { method: 'PUT', body: 'x' });
+    expect(await sent.text()).toContain('Sent successfully!');
+    expect(await (await receiving).text()).toBe('x');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(worker.output()).toContain('Ready on http://127.0.0.1:');
+    expect(worker.output()).not.toContain('/do/unlogged');
   });
 
   it('dev:worker does not reload when wrangler.toml is touched: a pipe in flight goes on', async () => {

@@ -7,8 +7,10 @@
 // It serves wrangler's bundle of the Worker on workerd with nothing in front and the DevTools inspector off
 // (local-workerd.ts says what wrangler dev's own proxy cost; with the inspector on, every chunk of a response
 // from a Durable Object to the Worker became an inspector event, which held pipes to ~3 MiB/s, issue 16).
-// `--test-scheduled` serves `/cdn-cgi/handler/scheduled`, which runs the cron handler; with any other
-// argument this runs `wrangler dev` itself with them (its proxy and inspector on, for debugging).
+// `--test-scheduled` serves `/cdn-cgi/handler/scheduled`, which runs the cron handler; `--log-requests`
+// prints a line per request (off by default: each costs workerd a request to this process, local-workerd.ts);
+// with any other argument this runs `wrangler dev` itself with them (its proxy and inspector on, for
+// debugging).
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -21,7 +23,7 @@ import { serveWorker, wranglerBin } from './local-workerd.js';
 const FORWARDED_VARS = ['REDIS_URL', 'EDGEPIPE_CONFIG', 'EDGEPIPE_SECRETS', 'EDGEPIPE_ADMIN_TOKEN'] as const;
 
 /** The arguments this command handles itself; any other goes to `wrangler dev`. */
-const OWN_ARGS = new Set(['--test-scheduled']);
+const OWN_ARGS = new Set(['--test-scheduled', '--log-requests']);
 
 /** The repository's wrangler.toml (this file runs from dist/cli/). */
 const WRANGLER_TOML = join(dirname(fileURLToPath(import.meta.url)), '../../wrangler.toml');
@@ -65,14 +67,15 @@ function wranglerDev(vars: Record<string, string>, host: string, port: string, e
   );
 }
 
-/** The Worker on workerd with nothing in front (local-workerd.ts); Miniflare logs `Ready on <url>`. */
-async function startWorker(vars: Record<string, string>, host: string, port: string, testScheduled: boolean) {
+/** The Worker on workerd with nothing in front (local-workerd.ts), which prints `Ready on <url>`. */
+async function startWorker(vars: Record<string, string>, host: string, port: string, own: readonly string[]) {
   const worker = await serveWorker({
     config: WRANGLER_TOML,
     vars,
     host,
     port: Number(port),
-    triggerHandlers: testScheduled,
+    triggerHandlers: own.includes('--test-scheduled'),
+    logRequests: own.includes('--log-requests'),
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
@@ -97,7 +100,7 @@ function main(): void {
     wranglerDev(vars, host, port, extra);
     return;
   }
-  startWorker(vars, host, port, extra.includes('--test-scheduled')).catch((error: unknown) => {
+  startWorker(vars, host, port, extra).catch((error: unknown) => {
     console.error(`edgepipe: wrangler could not start the Worker: ${(error as Error).message}`);
     process.exit(ExitCode.internal);
   });
