@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { StreamDigest } from '../client/digest.js';
 import { IntegrityError, TransferError } from '../client/errors.js';
 import { type PlainSource, ReplayBuffer } from '../client/plain-source.js';
-import { type SendOptions, send } from '../client/send.js';
+import { send } from '../client/send.js';
+import type { SendOptions } from '../client/send-options.js';
 import { type FileIdentity, fileSource, identityOf } from './file-source.js';
 import { type KeyFlags, keyOf, sendEncodingFor } from './format-choice.js';
 import {
